@@ -1,0 +1,17 @@
+"""GET /cds-services: the discovery document."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from cds_service.api import runtime
+
+bp = Blueprint("discovery", __name__)
+
+
+@bp.get("/cds-services")
+def discovery():
+    rt = runtime()
+    return jsonify(
+        {"services": [s.discovery_entry(rt.settings.demo) for s in rt.services.values()]}
+    )

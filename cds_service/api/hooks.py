@@ -1,0 +1,57 @@
+"""POST /cds-services/{id}: parse the HTTP request, call the evaluator, log one line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Blueprint, jsonify, request
+
+from cds_service.api import runtime
+from cds_service.errors import RequestInvalid
+
+bp = Blueprint("hooks", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/cds-services/<service_id>")
+def call_hook(service_id: str):
+    started = time.perf_counter()
+    rt = runtime()
+    rt.evaluator.service(service_id)  # 404 before anything else
+    rt.authenticator.authenticate(request.headers, request.base_url)
+    outcome = rt.evaluator.evaluate(service_id, read_json_body())
+    log.info(
+        "hook answered",
+        extra={
+            "hook_instance": outcome.hook_instance,
+            "service": service_id,
+            "cards": len(outcome.response["cards"]),
+            "topics": outcome.topics,
+            "skipped_resources": outcome.report.skipped_total,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+        },
+    )
+    if outcome.report.skipped_total:
+        log.warning(
+            "skipped unreadable resources",
+            extra={"hook_instance": outcome.hook_instance, "skipped": dict(outcome.report.skipped)},
+        )
+    return jsonify(outcome.response)
+
+
+def read_json_body() -> object:
+    """The body as JSON, or RequestInvalid saying why not (never echoing the body)."""
+    mimetype = request.mimetype or ""
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise RequestInvalid("Content-Type must be application/json")
+    raw = request.get_data(cache=False)  # 413 from Flask above max_body_bytes
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RequestInvalid("the body is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise RequestInvalid(f"the body is not valid JSON (line {exc.lineno})") from None
+    except RecursionError:
+        raise RequestInvalid("the body nests too deeply") from None

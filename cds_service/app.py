@@ -1,0 +1,68 @@
+"""create_app(settings): the Flask application factory. There is no module-level app.
+
+Under gunicorn: ``gunicorn 'cds_service.app:create_app()'`` (settings from the environment).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from flask import Flask
+
+from cds_service import errors
+from cds_service.api import EXTENSION, Runtime, discovery, health, hooks
+from cds_service.auth import Authenticator, DemoAuthenticator, NoTrustedClients
+from cds_service.evaluation import Clock, Evaluator
+from cds_service.hooks.services import build_services
+from cds_service.knowledge import Knowledge
+from cds_service.logs import configure as configure_logging
+from cds_service.resources import shipped_dir
+from cds_service.settings import Settings
+from cds_service.store import make_engine
+
+log = logging.getLogger(__name__)
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Flask:
+    """Build the app: load and check the knowledge base, wire the adapters, register routes."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    knowledge = Knowledge.load(settings.cards_dir or shipped_dir("cards"))
+    services = build_services(knowledge.value_sets)
+    authenticator: Authenticator
+    if settings.demo:
+        log.warning(
+            "DEMO MODE: client authentication is OFF; any caller can invoke the hooks. "
+            "Never use demo mode with real patient data."
+        )
+        authenticator = DemoAuthenticator()
+    else:
+        log.warning(
+            "no trusted CDS clients are configured: every hook call will be refused with 401"
+        )
+        authenticator = NoTrustedClients()
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # keep cards in their documented key order
+    app.extensions[EXTENSION] = Runtime(
+        settings=settings,
+        knowledge=knowledge,
+        services=services,
+        evaluator=Evaluator(knowledge, services, clock),
+        authenticator=authenticator,
+        database=make_engine(settings),
+    )
+    for module in (discovery, hooks, health):
+        app.register_blueprint(module.bp)
+    errors.register(app)
+    log.info(
+        "service ready",
+        extra={"services": list(services), "topics": list(knowledge.cards), "demo": settings.demo},
+    )
+    return app

@@ -1,0 +1,43 @@
+"""Who may call the service.
+
+Until JWT verification lands (security issue), there are exactly two policies: the demo
+mode lets every caller in and says so loudly; every other configuration has no trusted
+client yet and therefore refuses every call with 401 (fail closed, never open).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from cds_service.errors import AuthenticationFailed
+
+
+@dataclass(frozen=True)
+class Client:
+    """The authenticated caller (the EHR), as far as it is known."""
+
+    issuer: str
+
+
+class Authenticator(Protocol):
+    def authenticate(self, headers: Mapping[str, str], audience: str) -> Client:
+        """Return the verified caller or raise AuthenticationFailed."""
+        ...
+
+
+class DemoAuthenticator:
+    """Demo mode: no verification at all; every caller is 'demo'."""
+
+    def authenticate(self, headers: Mapping[str, str], audience: str) -> Client:
+        return Client(issuer="demo")
+
+
+class NoTrustedClients:
+    """Production mode with no trusted client configured: nobody gets in."""
+
+    def authenticate(self, headers: Mapping[str, str], audience: str) -> Client:
+        if not headers.get("Authorization", "").startswith("Bearer "):
+            raise AuthenticationFailed("a bearer JWT from a trusted CDS client is required")
+        raise AuthenticationFailed("no trusted CDS clients are configured on this service")

@@ -1,0 +1,148 @@
+"""Findings + card definitions -> CDS Hooks cards (plain dicts ready for the response).
+
+Card text comes from ``cards/*.toml``; patient-derived text is escaped before it reaches
+markdown, and every card ends with the data it used and the dates of that data, so the
+clinician can judge how fresh it is.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service.clinical.findings import Finding
+from cds_service.knowledge import (
+    SUMMARY_LIMIT,
+    TOPIC_SYSTEM,
+    CardDefinition,
+    Knowledge,
+    KnowledgeError,
+)
+from cds_service.suggestions import SuggestionError, build_resource
+
+INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+
+NewId = Callable[[], str]
+
+
+def escape_markdown(text: str) -> str:
+    """Neutralise markdown and HTML in text that came from patient data."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+class CardRenderer:
+    """Turns findings into cards; checks every suggestion resource once at construction."""
+
+    def __init__(self, knowledge: Knowledge, new_id: NewId = lambda: str(uuid.uuid4())):
+        self._cards = knowledge.cards
+        self._new_id = new_id
+        probe = datetime(2026, 1, 1, tzinfo=UTC)
+        for card in self._cards.values():
+            for key, suggestion in card.suggestions.items():
+                for action in suggestion.actions:
+                    try:
+                        build_resource(action, "knowledge-check", probe)
+                    except SuggestionError as exc:
+                        raise KnowledgeError(f"{card.topic}.toml suggestion {key}: {exc}") from exc
+
+    def render(self, findings: Iterable[Finding], patient_id: str, now: datetime) -> list[dict]:
+        """Cards for the findings, one per topic, ordered by indicator then contract order."""
+        by_topic: dict[str, Finding] = {}
+        for finding in findings:
+            by_topic.setdefault(finding.topic, finding)
+        cards = [
+            (self._cards[f.topic], self._card(self._cards[f.topic], f, patient_id, now))
+            for f in by_topic.values()
+        ]
+        cards.sort(key=lambda pair: (INDICATOR_RANK[pair[1]["indicator"]], pair[0].order))
+        return [card for _, card in cards]
+
+    def _card(
+        self, definition: CardDefinition, finding: Finding, patient_id: str, now: datetime
+    ) -> dict[str, Any]:
+        variant = definition.variants[finding.variant]
+        values = _clip(finding.values, definition.variables)
+        summary = variant.summary.format_map(values)
+        if len(summary) >= SUMMARY_LIMIT:  # unreachable if the load-time check holds
+            summary = summary[: SUMMARY_LIMIT - 2] + "…"
+        card: dict[str, Any] = {
+            "uuid": self._new_id(),
+            "summary": summary,
+            "indicator": definition.indicator,
+            "detail": _detail(
+                variant.detail.format_map({k: escape_markdown(v) for k, v in values.items()}),
+                finding,
+                definition,
+            ),
+            "source": {
+                "label": definition.source.label,
+                "url": definition.source.url,
+                "topic": {
+                    "system": TOPIC_SYSTEM,
+                    "code": definition.topic,
+                    "display": definition.display,
+                },
+            },
+        }
+        keys = variant.suggestions if finding.suggestions is None else finding.suggestions
+        suggestions = [self._suggestion(definition, key, patient_id, now) for key in keys]
+        if suggestions:
+            card["suggestions"] = suggestions
+            card["selectionBehavior"] = "at-most-one"
+        if definition.override_reasons:
+            card["overrideReasons"] = [r.model_dump() for r in definition.override_reasons]
+        if definition.links:
+            card["links"] = [
+                {"label": link.label, "url": link.url, "type": "absolute"}
+                for link in definition.links
+            ]
+        return card
+
+    def _suggestion(
+        self, definition: CardDefinition, key: str, patient_id: str, now: datetime
+    ) -> dict[str, Any]:
+        suggestion = definition.suggestions[key]
+        rendered: dict[str, Any] = {
+            "label": suggestion.label,
+            "uuid": self._new_id(),
+            "actions": [
+                {
+                    "type": action.type,
+                    "description": action.description,
+                    "resource": build_resource(action, patient_id, now),
+                }
+                for action in suggestion.actions
+            ],
+        }
+        if suggestion.recommended:
+            rendered["isRecommended"] = True
+        return rendered
+
+
+def _clip(values: Mapping[str, str], limits: Mapping[str, int]) -> dict[str, str]:
+    """Template values cut to their declared length, so summaries stay under the limit."""
+    clipped = {}
+    for name, limit in limits.items():
+        value = values.get(name, "")
+        clipped[name] = value if len(value) <= limit else value[: limit - 1] + "…"
+    return clipped
+
+
+def _detail(text: str, finding: Finding, definition: CardDefinition) -> str:
+    parts = [" ".join(paragraph.split()) for paragraph in text.strip().split("\n\n")]
+    parts += [f"**Note:** {escape_markdown(note)}" for note in finding.notes]
+    if finding.data:
+        lines = ["**Data used**", ""]
+        for point in finding.data:
+            when = point.when.date().isoformat() if point.when else "date unknown"
+            lines.append(
+                f"- {escape_markdown(point.label)}: {escape_markdown(point.value)} ({when})"
+            )
+        parts.append("\n".join(lines))
+    evidence = [definition.source, *definition.links]
+    parts.append("**Evidence:** " + "; ".join(f"[{e.label}]({e.url})" for e in evidence))
+    return "\n\n".join(parts)

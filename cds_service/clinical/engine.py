@@ -1,0 +1,42 @@
+"""Runs the rules over a PatientPicture: the gate first, then each topic's check.
+
+Each topic in ``cards/`` must have a rule here and each rule a card; the mismatch is a
+start-up error, not a missing card in the chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from cds_service.clinical.findings import Finding
+from cds_service.clinical.picture import PatientPicture
+from cds_service.clinical.rules import iron
+
+Rule = Callable[[PatientPicture, Mapping[str, float]], list[Finding]]
+
+PATIENT_VIEW_RULES: Mapping[str, Rule] = {
+    "iron-studies-due": iron.studies_due,
+    "iron-below-target": iron.below_target,
+}
+
+
+class Engine:
+    """The patient-view rules bound to their thresholds from the card definitions."""
+
+    def __init__(self, thresholds: Mapping[str, Mapping[str, float]]):
+        missing = set(PATIENT_VIEW_RULES) - set(thresholds)
+        unruled = set(thresholds) - set(PATIENT_VIEW_RULES)
+        if missing or unruled:
+            raise ValueError(
+                f"rules without cards: {sorted(missing)}; cards without rules: {sorted(unruled)}"
+            )
+        self._thresholds = thresholds
+
+    def patient_view(self, picture: PatientPicture) -> list[Finding]:
+        """Findings for a chart opening; none unless the patient has active RLS."""
+        if not picture.has_rls:
+            return []
+        findings: list[Finding] = []
+        for topic, rule in PATIENT_VIEW_RULES.items():
+            findings.extend(rule(picture, self._thresholds[topic]))
+        return findings

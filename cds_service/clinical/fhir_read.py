@@ -1,0 +1,145 @@
+"""Light, tolerant pydantic models of the few FHIR R4 elements the rules read.
+
+They ignore every element they do not name and keep unknown codes as plain strings, so a
+resource from any EHR reads as long as the parts we use are well formed. Validating with
+``fhir.resources`` here would cost 50 to 100 times the JSON parse (see design.md).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+Text = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class _Element(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class Coding(_Element):
+    system: Text | None = None
+    code: Text | None = None
+    display: Text | None = None
+
+
+class CodeableConcept(_Element):
+    coding: list[Coding] = Field(default_factory=list, max_length=200)
+    text: Text | None = None
+
+    def pairs(self) -> list[tuple[str | None, str | None]]:
+        """The (system, code) pairs of every coding."""
+        return [(c.system, c.code) for c in self.coding]
+
+    def label(self) -> str | None:
+        """The best human-readable name: text, then the first coding display."""
+        if self.text:
+            return self.text
+        return next((c.display for c in self.coding if c.display), None)
+
+    def texts(self) -> list[str]:
+        """Every free-text name the concept carries (text and coding displays)."""
+        return [t for t in [self.text, *(c.display for c in self.coding)] if t]
+
+
+class Reference(_Element):
+    reference: Text | None = None
+
+
+class Quantity(_Element):
+    value: float | None = None
+    comparator: Text | None = None
+    unit: Text | None = None
+    system: Text | None = None
+    code: Text | None = None
+
+
+class Period(_Element):
+    start: Text | None = None
+    end: Text | None = None
+
+
+class Patient(_Element):
+    resourceType: str
+    id: Text | None = None
+    gender: Text | None = None
+    birthDate: Text | None = None
+
+
+class Condition(_Element):
+    resourceType: str
+    id: Text | None = None
+    clinicalStatus: CodeableConcept | None = None
+    verificationStatus: CodeableConcept | None = None
+    code: CodeableConcept | None = None
+    subject: Reference | None = None
+    onsetDateTime: Text | None = None
+    recordedDate: Text | None = None
+
+
+class Observation(_Element):
+    resourceType: str
+    id: Text | None = None
+    status: Text
+    code: CodeableConcept
+    subject: Reference | None = None
+    effectiveDateTime: Text | None = None
+    effectiveInstant: Text | None = None
+    effectivePeriod: Period | None = None
+    issued: Text | None = None
+    valueQuantity: Quantity | None = None
+
+
+class Dosage(_Element):
+    text: Text | None = None
+
+
+class Medication(_Element):
+    resourceType: str
+    id: Text | None = None
+    code: CodeableConcept | None = None
+
+
+class _MedicationUse(_Element):
+    """What MedicationRequest and MedicationStatement share: the drug and who takes it."""
+
+    resourceType: str
+    id: Text | None = None
+    status: Text
+    subject: Reference | None = None
+    medicationCodeableConcept: CodeableConcept | None = None
+    medicationReference: Reference | None = None
+    contained: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+
+    def contained_medication(self, reference: str) -> Medication | None:
+        """The contained Medication a ``#id`` reference points at, if it reads."""
+        for item in self.contained:
+            if item.get("resourceType") == "Medication" and f"#{item.get('id')}" == reference:
+                try:
+                    return Medication.model_validate(item)
+                except ValidationError:
+                    return None
+        return None
+
+
+class MedicationRequest(_MedicationUse):
+    authoredOn: Text | None = None
+    dosageInstruction: list[Dosage] = Field(default_factory=list, max_length=100)
+
+
+class MedicationStatement(_MedicationUse):
+    effectiveDateTime: Text | None = None
+    effectivePeriod: Period | None = None
+    dateAsserted: Text | None = None
+    dosage: list[Dosage] = Field(default_factory=list, max_length=100)
+
+
+MODELS: dict[str, type[_Element]] = {
+    "Patient": Patient,
+    "Condition": Condition,
+    "Observation": Observation,
+    "MedicationRequest": MedicationRequest,
+    "MedicationStatement": MedicationStatement,
+    "Medication": Medication,
+}

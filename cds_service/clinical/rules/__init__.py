@@ -1,0 +1,1 @@
+"""One module per cause; each exposes pure ``check`` functions: PatientPicture -> Findings."""

@@ -1,0 +1,127 @@
+"""Iron status in RLS: iron studies due, and iron below the RLS treatment target.
+
+Thresholds come from cards/iron-*.toml (AASM 2024 guideline, IRLSSG 2018); this module
+only decides which variant applies. In end-stage kidney disease or dialysis the targets differ
+(ferritin < 200 ng/mL and TSAT < 20 %, IV iron sucrose).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from cds_service.clinical.findings import DataPoint, Finding
+from cds_service.clinical.picture import LabResult, PatientPicture
+
+Thresholds = Mapping[str, float]
+
+FERRITIN = "ferritin"
+TSAT = "transferrin-saturation"
+ESRD = "esrd-dialysis"
+
+
+def studies_due(picture: PatientPicture, t: Thresholds) -> list[Finding]:
+    """`iron-studies-due`: no ferritin within the recency window."""
+    window = timedelta(days=t["recent_days"])
+    if picture.latest(FERRITIN, window) is not None:
+        return []
+    older = next(iter(picture.labs.get(FERRITIN, ())), None)
+    if older is None:
+        return [Finding("iron-studies-due", "never", {})]
+    return [
+        Finding(
+            "iron-studies-due",
+            "outdated",
+            {"last_ferritin": format_lab(older), "last_date": older.effective.date().isoformat()},
+            data=(data_point(older),),
+        )
+    ]
+
+
+def below_target(picture: PatientPicture, t: Thresholds) -> list[Finding]:
+    """`iron-below-target`: ferritin or TSAT below the RLS target (ESRD targets on dialysis)."""
+    window = timedelta(days=t["recent_days"])
+    ferritin = picture.latest(FERRITIN, window)
+    tsat = picture.latest(TSAT, window)
+    esrd = picture.active_conditions(ESRD)
+    if esrd:
+        return _below_target_esrd(ferritin, tsat, esrd[0].name, t)
+    ferritin_low = ferritin is not None and at_most(ferritin, t["ferritin_iv_max"])
+    tsat_low = tsat is not None and below(tsat, t["tsat_low"])
+    if not (ferritin_low or tsat_low):
+        return []
+    if tsat_low or (ferritin is not None and at_most(ferritin, t["ferritin_oral_max"])):
+        variant = "oral-or-iv"
+    else:
+        variant = "iv-only"
+    notes: list[str] = []
+    suggestions: tuple[str, ...] | None = None
+    if tsat is None:
+        notes.append("No transferrin saturation in the last 12 months: consider checking it.")
+    elif not below(tsat, t["tsat_iv_cap"]):
+        notes.append(
+            f"TSAT is {format_lab(tsat)}: IV iron is not suggested at or above "
+            f"{t['tsat_iv_cap']:g} %."
+        )
+        suggestions = ("oral-iron",) if variant == "oral-or-iv" else ()
+    return [_finding(variant, ferritin, tsat, notes, suggestions)]
+
+
+def _below_target_esrd(
+    ferritin: LabResult | None, tsat: LabResult | None, condition: str, t: Thresholds
+) -> list[Finding]:
+    if ferritin is None or tsat is None:
+        return []
+    if not (below(ferritin, t["esrd_ferritin_below"]) and below(tsat, t["tsat_low"])):
+        return []
+    return [_finding("esrd", ferritin, tsat, [], None, esrd_condition=condition)]
+
+
+def _finding(
+    variant: str,
+    ferritin: LabResult | None,
+    tsat: LabResult | None,
+    notes: list[str],
+    suggestions: tuple[str, ...] | None,
+    **extra: str,
+) -> Finding:
+    labs = [lab for lab in (ferritin, tsat) if lab is not None]
+    values = {
+        **extra,
+        "ferritin": format_lab(ferritin) if ferritin else "not measured",
+        "tsat": format_lab(tsat) if tsat else "not measured",
+        "iron_summary": ", ".join(f"{_short(lab)} {format_lab(lab)}" for lab in labs),
+    }
+    data = tuple(point for lab in labs for point in lab_points(lab))
+    return Finding("iron-below-target", variant, values, data, suggestions, tuple(notes))
+
+
+def at_most(lab: LabResult, limit: float) -> bool:
+    """The value is certainly <= limit (a '>' result is not)."""
+    return lab.value <= limit and lab.comparator not in (">", ">=")
+
+
+def below(lab: LabResult, limit: float) -> bool:
+    """The value is certainly < limit ('<= limit' counts only with a '<' comparator)."""
+    if lab.comparator in (">", ">="):
+        return False
+    return lab.value < limit or (lab.comparator == "<" and lab.value <= limit)
+
+
+def format_lab(lab: LabResult) -> str:
+    """`38 ng/mL`, `14 %`, `<5 ng/mL`: whole numbers above 10, one decimal below."""
+    number = f"{lab.value:.0f}" if abs(lab.value) >= 10 else f"{lab.value:.1f}"
+    return f"{lab.comparator or ''}{number} {lab.unit}"
+
+
+def data_point(lab: LabResult) -> DataPoint:
+    return DataPoint(lab.name, format_lab(lab), lab.effective, lab.source)
+
+
+def lab_points(lab: LabResult) -> list[DataPoint]:
+    """The lab and, for a computed value, what it was computed from."""
+    return [data_point(lab), *(data_point(part) for part in lab.derived_from)]
+
+
+def _short(lab: LabResult) -> str:
+    return "ferritin" if lab.analyte == FERRITIN else "TSAT"

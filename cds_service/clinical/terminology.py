@@ -1,0 +1,185 @@
+"""Value sets loaded from FHIR ValueSet JSON, and the rules for matching codes against them.
+
+A code matches by (system, code), never by code alone: LOINC 2106-3 is also the CDC race code
+"White". ICD-10-CM entries flagged as covering their descendants match by the code hierarchy
+(``I83.9`` covers ``I83.91``; ``I83`` covers ``I83.9`` but ``I8`` covers nothing it is not
+an ancestor of), never by a raw string prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+
+#: ValueSet.expansion.contains extension marking an ICD-10-CM entry that covers its children.
+INCLUDES_DESCENDANTS = "urn:rls-cds:fhir:includes-descendants"
+#: ValueSet extension holding a phrase that, found in a display or text, means a member.
+TEXT_MATCH = "urn:rls-cds:fhir:text-match"
+
+_SYSTEM_ALIASES = {
+    "urn:oid:2.16.840.1.113883.6.1": LOINC,
+    "urn:oid:2.16.840.1.113883.6.96": SNOMED,
+    "urn:oid:2.16.840.1.113883.6.90": ICD10CM,
+    "urn:oid:2.16.840.1.113883.6.88": RXNORM,
+    "http://hl7.org/fhir/sid/icd-10-us": ICD10CM,
+    "http://www.nlm.nih.gov/research/umls/rxnorm/": RXNORM,
+    "http://snomed.info/sct/": SNOMED,
+}
+
+
+class ValueSetError(ValueError):
+    """Raised when a ValueSet file cannot serve as a value set for matching."""
+
+
+def canonical_system(system: str | None) -> str | None:
+    """Map OID and legacy spellings of a code system to its canonical URI."""
+    if system is None:
+        return None
+    system = system.strip()
+    return _SYSTEM_ALIASES.get(system, system)
+
+
+def normalise_icd10(code: str) -> str:
+    """Upper-case and dot an ICD-10-CM code (``g2581`` -> ``G25.81``)."""
+    code = code.strip().upper()
+    if "." not in code and len(code) > 3:
+        code = f"{code[:3]}.{code[3:]}"
+    return code
+
+
+def icd10_ancestors(code: str) -> list[str]:
+    """The code and every ancestor in the ICD-10-CM hierarchy, nearest first.
+
+    ``I83.913`` -> ``I83.913, I83.91, I83.9, I83``: the category is the first three
+    characters and each further character after the dot is one level deeper.
+    """
+    code = normalise_icd10(code)
+    category, _, rest = code.partition(".")
+    found = [code]
+    for end in range(len(rest) - 1, 0, -1):
+        found.append(f"{category}.{rest[:end]}")
+    if rest:
+        found.append(category)
+    return found
+
+
+def _key(system: str | None, code: str | None) -> tuple[str, str] | None:
+    system = canonical_system(system)
+    if not system or not code or not code.strip():
+        return None
+    code = normalise_icd10(code) if system == ICD10CM else code.strip()
+    return system, code
+
+
+@dataclass(frozen=True)
+class Concept:
+    """One member of a value set."""
+
+    system: str
+    code: str
+    display: str
+
+
+@dataclass(frozen=True)
+class ValueSet:
+    """A value set ready for matching: exact members, hierarchical ICD-10-CM roots, phrases."""
+
+    id: str
+    url: str
+    title: str
+    concepts: tuple[Concept, ...]
+    exact: frozenset[tuple[str, str]] = field(repr=False)
+    icd10_roots: frozenset[str] = field(repr=False)
+    phrases: tuple[re.Pattern[str], ...] = field(repr=False, default=())
+
+    @classmethod
+    def from_resource(cls, resource: dict) -> ValueSet:
+        """Build from a FHIR ValueSet with ``expansion.contains``."""
+        if resource.get("resourceType") != "ValueSet":
+            raise ValueSetError("not a ValueSet resource")
+        vs_id = resource.get("id")
+        contains = (resource.get("expansion") or {}).get("contains")
+        if not vs_id or not resource.get("url") or not contains:
+            raise ValueSetError(f"ValueSet {vs_id!r} needs id, url and expansion.contains")
+        concepts, exact, roots = [], set(), set()
+        for entry in contains:
+            key = _key(entry.get("system"), entry.get("code"))
+            if key is None or not entry.get("display"):
+                raise ValueSetError(f"ValueSet {vs_id}: entry without system, code or display")
+            concepts.append(Concept(key[0], key[1], entry["display"]))
+            exact.add(key)
+            if _flag(entry, INCLUDES_DESCENDANTS):
+                if key[0] != ICD10CM:
+                    raise ValueSetError(f"ValueSet {vs_id}: only ICD-10-CM entries have children")
+                roots.add(key[1])
+        phrases = tuple(
+            _phrase_pattern(ext["valueString"])
+            for ext in resource.get("extension", [])
+            if ext.get("url") == TEXT_MATCH and ext.get("valueString")
+        )
+        return cls(
+            id=vs_id,
+            url=resource["url"],
+            title=resource.get("title") or resource.get("name") or vs_id,
+            concepts=tuple(concepts),
+            exact=frozenset(exact),
+            icd10_roots=frozenset(roots),
+            phrases=phrases,
+        )
+
+    def has_code(self, system: str | None, code: str | None) -> bool:
+        """True when (system, code) is a member, ICD-10-CM descendants included."""
+        key = _key(system, code)
+        if key is None:
+            return False
+        if key in self.exact:
+            return True
+        if key[0] == ICD10CM and self.icd10_roots:
+            return any(a in self.icd10_roots for a in icd10_ancestors(key[1]))
+        return False
+
+    def names_in(self, text: str | None) -> bool:
+        """True when one of the value set's phrases appears in free text (whole words)."""
+        return bool(text) and any(p.search(text) for p in self.phrases)
+
+    def codes_for(self, system: str) -> list[str]:
+        """Member codes of one system, in file order (used to render prefetch queries)."""
+        return [c.code for c in self.concepts if c.system == system]
+
+
+def _flag(entry: dict, url: str) -> bool:
+    return any(e.get("url") == url and e.get("valueBoolean") for e in entry.get("extension", []))
+
+
+def _phrase_pattern(phrase: str) -> re.Pattern[str]:
+    words = [re.escape(w) for w in phrase.split()]
+    return re.compile(r"\b" + r"[\s\-]+".join(words) + r"\b", re.IGNORECASE)
+
+
+def load_value_sets(directory: Path) -> dict[str, ValueSet]:
+    """Load every ``*.json`` ValueSet in `directory`, keyed by id; ids must be unique."""
+    value_sets: dict[str, ValueSet] = {}
+    for path in sorted(directory.glob("*.json")):
+        try:
+            resource = json.loads(path.read_text(encoding="utf-8"))
+            value_set = ValueSet.from_resource(resource)
+        except (OSError, json.JSONDecodeError, ValueSetError) as exc:
+            raise ValueSetError(f"{path.name}: {exc}") from exc
+        if value_set.id in value_sets:
+            raise ValueSetError(f"{path.name}: duplicate ValueSet id {value_set.id!r}")
+        value_sets[value_set.id] = value_set
+    return value_sets
+
+
+def any_member(value_set: ValueSet, codings: Iterable[tuple[str | None, str | None]]) -> bool:
+    """True when any (system, code) pair is in the value set."""
+    return any(value_set.has_code(system, code) for system, code in codings)
