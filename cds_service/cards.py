@@ -24,7 +24,7 @@ from cds_service.knowledge import (
 from cds_service.suggestions import SuggestionError, build_resource
 
 INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~])")
 
 NewId = Callable[[], str]
 

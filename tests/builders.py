@@ -1,0 +1,222 @@
+"""One place that builds FHIR resources, prefetch and pictures for tests, with defaults.
+
+A test spells out only what matters to it: ``observation("2276-4", 38, "ng/mL")``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service.clinical.picture import PatientPicture, build_picture
+from cds_service.knowledge import Knowledge
+from cds_service.resources import shipped_dir
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+PATIENT_ID = "p1"
+KNOWLEDGE = Knowledge.load(shipped_dir("cards"))
+
+FERRITIN = "2276-4"
+TSAT = "2502-3"
+IRON = "2498-4"
+TIBC = "2500-0"
+CREATININE = "2160-0"
+CREATININE_UMOL = "14682-9"
+EGFR_2021 = "98979-8"
+
+
+def _id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def patient(
+    patient_id: str = PATIENT_ID, gender: str | None = "female", birth_date: str = "1968-04-12"
+) -> dict:
+    resource: dict[str, Any] = {"resourceType": "Patient", "id": patient_id}
+    if gender:
+        resource["gender"] = gender
+    if birth_date:
+        resource["birthDate"] = birth_date
+    return resource
+
+
+def coding(system: str, code: str, display: str | None = None) -> dict:
+    found = {"system": system, "code": code}
+    if display:
+        found["display"] = display
+    return found
+
+
+def condition(
+    *codings: dict,
+    text: str | None = None,
+    clinical: str | None = "active",
+    verification: str | None = "confirmed",
+    patient_id: str = PATIENT_ID,
+) -> dict:
+    code: dict[str, Any] = {}
+    if codings:
+        code["coding"] = list(codings)
+    if text:
+        code["text"] = text
+    resource: dict[str, Any] = {
+        "resourceType": "Condition",
+        "id": _id(),
+        "code": code,
+        "subject": {"reference": f"Patient/{patient_id}"},
+    }
+    if clinical:
+        resource["clinicalStatus"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                    "code": clinical,
+                }
+            ]
+        }
+    if verification:
+        resource["verificationStatus"] = {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                    "code": verification,
+                }
+            ]
+        }
+    return resource
+
+
+def rls(**kwargs: Any) -> dict:
+    """An active, confirmed RLS condition coded in SNOMED CT."""
+    return condition(coding(SNOMED, "32914008", "Restless legs"), **kwargs)
+
+
+def esrd() -> dict:
+    return condition(coding(ICD10CM, "N18.6", "End stage renal disease"))
+
+
+def observation(
+    code: str,
+    value: float | None,
+    unit: str | None,
+    when: str = "2026-10-15T08:00:00Z",
+    status: str = "final",
+    system: str = LOINC,
+    comparator: str | None = None,
+    patient_id: str = PATIENT_ID,
+) -> dict:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": _id(),
+        "status": status,
+        "code": {"coding": [{"system": system, "code": code}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": when,
+    }
+    if value is not None:
+        quantity: dict[str, Any] = {"value": value}
+        if unit:
+            quantity |= {"unit": unit, "system": UCUM, "code": unit}
+        if comparator:
+            quantity["comparator"] = comparator
+        resource["valueQuantity"] = quantity
+    return resource
+
+
+def medication_request(
+    code: str | None = None,
+    text: str | None = None,
+    status: str = "active",
+    patient_id: str = PATIENT_ID,
+) -> dict:
+    concept: dict[str, Any] = {}
+    if code:
+        concept["coding"] = [coding(RXNORM, code)]
+    if text:
+        concept["text"] = text
+    return {
+        "resourceType": "MedicationRequest",
+        "id": _id(),
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "medicationCodeableConcept": concept,
+    }
+
+
+def searchset(*resources: dict) -> dict:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+    }
+    if resources:
+        bundle["entry"] = [{"resource": r} for r in resources]
+    return bundle
+
+
+def prefetch(*resources: dict, with_patient: dict | None = None) -> dict:
+    """A complete patient-view prefetch holding `resources`, split by type like a server."""
+    by_key = {
+        "conditions": "Condition",
+        "labs": "Observation",
+        "medicationRequests": "MedicationRequest",
+        "medicationStatements": "MedicationStatement",
+    }
+    result: dict[str, Any] = {"patient": with_patient or patient()}
+    for key, kind in by_key.items():
+        result[key] = searchset(*(r for r in resources if r["resourceType"] == kind))
+    return result
+
+
+def picture(*resources: dict, now: datetime = NOW, **patient_fields: Any) -> PatientPicture:
+    """The picture the service would build from a prefetch of `resources`."""
+    return build_picture(
+        prefetch(*resources, with_patient=patient(**patient_fields)),
+        patient_fields.get("patient_id", PATIENT_ID),
+        now,
+        KNOWLEDGE.value_sets,
+    )
+
+
+def hook_request(prefetch_value: dict | None = None, **overrides: Any) -> dict:
+    """A valid patient-view request for PATIENT_ID; keyword arguments replace top-level keys."""
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/example", "patientId": PATIENT_ID},
+        "prefetch": prefetch_value if prefetch_value is not None else prefetch(rls()),
+    }
+    body.update(overrides)
+    return body
+
+
+def medication_statement(
+    code: str | None = None,
+    text: str | None = None,
+    status: str = "active",
+    end: str | None = None,
+    patient_id: str = PATIENT_ID,
+) -> dict:
+    """A MedicationStatement; `end` sets effectivePeriod.end (a stopped course)."""
+    resource = medication_request(code, text, status, patient_id)
+    del resource["intent"]
+    resource["resourceType"] = "MedicationStatement"
+    if end:
+        resource["effectivePeriod"] = {"start": "2026-01-01", "end": end}
+    return resource
+
+
+def medication(medication_id: str, text: str, code: str | None = None) -> dict:
+    """A Medication resource, for medicationReference (contained or elsewhere in the prefetch)."""
+    concept: dict[str, Any] = {"text": text}
+    if code:
+        concept["coding"] = [coding(RXNORM, code)]
+    return {"resourceType": "Medication", "id": medication_id, "code": concept}

@@ -1,0 +1,100 @@
+"""The `rls-cds evaluate` contract: same cards as the HTTP service, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cds_service.cli import main
+from tests.fixture_requests import PATIENTS, REQUESTS
+
+NOW = "2026-11-28T12:00:00Z"
+
+
+def strip_uuids(value):
+    """The response without its per-call uuids, for comparing two calls."""
+    if isinstance(value, dict):
+        return {k: strip_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [strip_uuids(v) for v in value]
+    return value
+
+
+def evaluate(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["evaluate", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("bundle", sorted(PATIENTS.glob("*.json")), ids=lambda p: p.stem)
+def test_evaluate_prints_the_same_cards_as_the_http_service(capsys, client, bundle):
+    code, out, _ = evaluate(capsys, "--hook", "patient-view", "--bundle", str(bundle), "--now", NOW)
+    assert code == 0
+    request = json.loads((REQUESTS / f"patient-view-{bundle.stem}.json").read_text("utf-8"))
+    over_http = client.post("/cds-services/rls-secondary-causes", json=request).get_json()
+    assert strip_uuids(json.loads(out)) == strip_uuids(over_http)
+
+
+def test_evaluate_accepts_a_bundle_with_urn_uuid_references(capsys, tmp_path):
+    """Patient anywhere in the bundle; references by fullUrl resolve like on a server."""
+    bundle = json.loads((PATIENTS / "rls-low-ferritin.json").read_text("utf-8"))
+    entries = bundle["entry"][1:] + bundle["entry"][:1]
+    patient_url = bundle["entry"][0]["fullUrl"]
+    for entry in entries:
+        resource = entry["resource"]
+        if "subject" in resource:
+            resource["subject"] = {"reference": patient_url}
+    bundle["entry"] = entries
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    code, out, _ = evaluate(capsys, "--hook", "patient-view", "--bundle", str(path), "--now", NOW)
+    assert code == 0
+    assert [c["source"]["topic"]["code"] for c in json.loads(out)["cards"]] == ["iron-below-target"]
+
+
+def test_order_sign_with_draft_orders_answers_cards_json(capsys, tmp_path):
+    drafts = tmp_path / "drafts.json"
+    drafts.write_text(json.dumps({"resourceType": "Bundle", "type": "collection", "entry": []}))
+    bundle = str(PATIENTS / "rls-antihistamine.json")
+    code, out, _ = evaluate(
+        capsys, "--hook", "order-sign", "--bundle", bundle, "--draft-orders", str(drafts)
+    )
+    assert code == 0
+    assert json.loads(out) == {"cards": []}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "No such file"),
+        ("{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        ('{"resourceType": "Patient", "id": "x"}', "not a FHIR Bundle"),
+        ('{"resourceType": "Bundle", "type": "collection", "entry": []}', "no Patient"),
+    ],
+)
+def test_unreadable_input_exits_2_with_one_line(capsys, tmp_path, content, message):
+    path = tmp_path / "input.json"
+    if isinstance(content, str):
+        path.write_text(content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    code, out, err = evaluate(capsys, "--hook", "patient-view", "--bundle", str(path))
+    assert code == 2
+    assert out == ""
+    assert message in err and err.count("\n") == 1
+
+
+def test_order_hook_without_draft_orders_exits_2(capsys):
+    bundle = str(PATIENTS / "rls-antihistamine.json")
+    code, _, err = evaluate(capsys, "--hook", "order-select", "--bundle", bundle)
+    assert code == 2
+    assert "--draft-orders" in err
+
+
+def test_bad_now_is_a_usage_error(capsys):
+    bundle = str(PATIENTS / "rls-antihistamine.json")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--hook", "patient-view", "--bundle", bundle, "--now", "yesterday"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,110 @@
+"""What a newcomer does: install the package, run the CLI anywhere, start the server, curl it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests import builders as b
+from tests.fixture_requests import PATIENTS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    (found,) = out.glob("rls_cds-*.whl")
+    return found
+
+
+def test_wheel_carries_knowledge_base_and_demo_data(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for card in (ROOT / "cards").rglob("*.*"):
+        assert f"cds_service/_data/cards/{card.relative_to(ROOT / 'cards')}" in names
+    assert "cds_service/_data/fhir_fixtures/patients/rls-low-ferritin.json" in names
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+
+def test_installed_cli_works_from_any_directory(wheel, tmp_path):
+    """Unpacked wheel first on the path, run from an unrelated directory: no source tree."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import cds_service; print(cds_service.__file__)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert probe.stdout.startswith(str(site))
+    result = subprocess.run(
+        [sys.executable, "-m", "cds_service", "evaluate", "--hook", "patient-view",
+         "--bundle", str(PATIENTS / "rls-low-ferritin.json"), "--now", "2026-11-28T12:00:00Z"],
+        cwd=elsewhere, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    cards = json.loads(result.stdout)["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == ["iron-below-target"]
+    assert list(elsewhere.iterdir()) == []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def fetch(url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_rls_cds_serve_answers_discovery_and_patient_view_over_a_socket(tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cds_service", "serve", "--demo", "--port", str(port)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                fetch(f"{base}/healthz")
+                break
+            except OSError:
+                assert server.poll() is None, server.stdout.read()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        status, discovery = fetch(f"{base}/cds-services")
+        assert status == 200 and len(discovery["services"]) == 3
+        # The server runs on the real clock, so the lab is dated relative to today.
+        recent = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        body = b.hook_request(b.prefetch(b.rls(), b.observation(b.FERRITIN, 38, "ng/mL", recent)))
+        status, response = fetch(f"{base}/cds-services/rls-secondary-causes", body)
+        assert status == 200
+        assert response["cards"][0]["source"]["topic"]["code"] == "iron-below-target"
+        assert fetch(f"{base}/readyz")[0] == 200
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=10)[0]
+    assert "DEMO MODE" in output

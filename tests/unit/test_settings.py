@@ -1,0 +1,53 @@
+"""Settings: one frozen object from RLS_CDS_* variables, with safe defaults."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from cds_service.settings import Settings, normalise_database_url
+
+
+class TestSettings:
+    def test_defaults_are_safe(self, monkeypatch):
+        """Demo mode (no authentication) is never on unless asked for."""
+        for name in ("RLS_CDS_DEMO", "DATABASE_URL", "RLS_CDS_DATABASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+        settings = Settings()
+        assert settings.demo is False
+        assert settings.max_body_bytes == 5 * 1024 * 1024
+        assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+        assert settings.effective_database_url.startswith("sqlite:///")
+
+    def test_values_come_from_prefixed_environment(self, monkeypatch):
+        monkeypatch.setenv("RLS_CDS_DEMO", "1")
+        monkeypatch.setenv("RLS_CDS_PORT", "9090")
+        monkeypatch.setenv("RLS_CDS_MAX_BODY_BYTES", "2048")
+        settings = Settings()
+        assert (settings.demo, settings.port, settings.max_body_bytes) == (True, 9090, 2048)
+
+    def test_plain_database_url_is_honoured(self, monkeypatch):
+        monkeypatch.setenv("DATABASE_URL", "postgresql://u@db:5432/cds")
+        assert Settings().effective_database_url == "postgresql+psycopg://u@db:5432/cds"
+
+    def test_settings_are_frozen(self):
+        settings = Settings(demo=True)
+        with pytest.raises(ValidationError):
+            settings.demo = False  # type: ignore[misc]
+
+    @pytest.mark.parametrize("field", [{"port": 0}, {"log_level": "LOUD"}, {"max_body_bytes": 1}])
+    def test_invalid_values_are_refused(self, field):
+        with pytest.raises(ValidationError):
+            Settings(**field)
+
+    @pytest.mark.parametrize(
+        ("url", "expected"),
+        [
+            ("postgresql://u@h:5432/d", "postgresql+psycopg://u@h:5432/d"),
+            ("postgres://u@h/d", "postgresql+psycopg://u@h/d"),
+            ("postgresql+psycopg://u@h/d", "postgresql+psycopg://u@h/d"),
+            ("sqlite:///x.db", "sqlite:///x.db"),
+        ],
+    )
+    def test_database_urls_are_normalised_for_psycopg(self, url, expected):
+        assert normalise_database_url(url) == expected
