@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,18 @@ def fetch(url: str, body: dict | None = None) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
 
 
+def wait_until_healthy(base: str, server: subprocess.Popen, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fetch(f"{base}/healthz")
+            return
+        except OSError:
+            assert server.poll() is None, server.stdout.read()
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+
+
 def test_rls_cds_serve_answers_discovery_and_patient_view_over_a_socket(tmp_path):
     port = free_port()
     server = subprocess.Popen(
@@ -86,15 +99,7 @@ def test_rls_cds_serve_answers_discovery_and_patient_view_over_a_socket(tmp_path
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                fetch(f"{base}/healthz")
-                break
-            except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
+        wait_until_healthy(base, server)
         status, discovery = fetch(f"{base}/cds-services")
         assert status == 200 and len(discovery["services"]) == 3
         # The server runs on the real clock, so the lab is dated relative to today.
@@ -108,3 +113,35 @@ def test_rls_cds_serve_answers_discovery_and_patient_view_over_a_socket(tmp_path
         server.terminate()
         output = server.communicate(timeout=10)[0]
     assert "DEMO MODE" in output
+
+
+def dockerfile_command() -> list[str]:
+    (line,) = [ln for ln in (ROOT / "Dockerfile").read_text().splitlines() if ln.startswith("CMD")]
+    return json.loads(line.removeprefix("CMD"))
+
+
+def test_dockerfile_command_serves_under_gunicorn_and_fails_closed(tmp_path):
+    """The image's own command line, bound to loopback: healthy, and hooks need a trusted JWT."""
+    command = dockerfile_command()
+    assert command[0] == "gunicorn"
+    port = free_port()
+    command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_CDS_")}
+    env["RLS_CDS_DATA_DIR"] = str(tmp_path / "var")
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    server = subprocess.Popen(
+        [str(gunicorn), *command[1:]], cwd=tmp_path, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(base, server)
+        body = b.hook_request()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            fetch(f"{base}/cds-services/rls-secondary-causes", body)
+        assert refused.value.code == 401
+        assert fetch(f"{base}/readyz")[0] == 200
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "no trusted CDS clients" in output

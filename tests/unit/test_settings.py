@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -51,3 +53,10 @@ class TestSettings:
     )
     def test_database_urls_are_normalised_for_psycopg(self, url, expected):
         assert normalise_database_url(url) == expected
+
+
+def test_readme_documents_every_setting():
+    """The configuration table in README.md names each setting's environment variable."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    for name in Settings.model_fields:
+        assert f"`RLS_CDS_{name.upper()}`" in readme, name
