@@ -48,10 +48,15 @@ def read_json_body() -> object:
         raise RequestInvalid("Content-Type must be application/json")
     raw = request.get_data(cache=False)  # 413 from Flask above max_body_bytes
     try:
-        return json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError:
         raise RequestInvalid("the body is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise RequestInvalid(f"the body is not valid JSON (line {exc.lineno})") from None
     except RecursionError:
         raise RequestInvalid("the body nests too deeply") from None
+
+
+def _reject_constant(name: str) -> float:
+    """Python's json accepts NaN and Infinity; JSON does not, and neither do we."""
+    raise RequestInvalid(f"the body is not valid JSON ({name} is not a JSON number)")

@@ -16,7 +16,7 @@ from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.dates import age_in_years, parse_date, parse_datetime
 from cds_service.clinical.egfr import Sex, ckd_epi_2021
 from cds_service.clinical.reader import ReadReport, read_resources
-from cds_service.clinical.terminology import ValueSet
+from cds_service.clinical.terminology import UCUM, ValueSet
 from cds_service.clinical.units import CANONICAL, canonical_unit, to_canonical
 
 RLS = "rls"
@@ -91,10 +91,21 @@ class PatientPicture:
         return [c for c in self.conditions if c.active and value_set in c.value_sets]
 
     def latest(self, analyte: str, within: timedelta) -> LabResult | None:
-        """The newest value dated within `within` before now; a reported value wins a tie."""
-        earliest, latest = self.now - within, self.now + FUTURE_TOLERANCE
-        candidates = [r for r in self.labs.get(analyte, ()) if earliest <= r.effective <= latest]
-        return max(candidates, key=lambda r: (r.effective, r.reported), default=None)
+        """The newest value dated within `within` before now.
+
+        A reported value beats one we computed from the same day's labs (a lab's own eGFR
+        over ours from a creatinine drawn minutes later).
+        """
+        earliest = self.now - within
+        candidates = [r for r in self.on_record(analyte) if r.effective >= earliest]
+        return max(
+            candidates, key=lambda r: (r.effective.date(), r.reported, r.effective), default=None
+        )
+
+    def on_record(self, analyte: str) -> list[LabResult]:
+        """Every value not dated in the future (beyond clock skew), newest first."""
+        latest = self.now + FUTURE_TOLERANCE
+        return [r for r in self.labs.get(analyte, ()) if r.effective <= latest]
 
 
 def build_picture(
@@ -182,7 +193,7 @@ def _read_labs(observations, value_sets, report) -> dict[str, list[LabResult]]:
         if when is None or quantity is None or quantity.value is None:
             report.ignore("Observation", "no-date-or-value")
             continue
-        value = to_canonical(analyte, quantity.value, quantity.code or quantity.unit)
+        value = _canonical_value(analyte, quantity)
         if value is None:
             report.ignore("Observation", "unconvertible-unit")
             continue
@@ -198,6 +209,17 @@ def _read_labs(observations, value_sets, report) -> dict[str, list[LabResult]]:
             )
         )
     return labs
+
+
+def _canonical_value(analyte: str, quantity: fr.Quantity) -> float | None:
+    """The value in canonical units, read from the UCUM code if it is one, else the unit text."""
+    assert quantity.value is not None
+    ucum = quantity.code if quantity.system in (None, UCUM) else None
+    for unit in (ucum, quantity.unit):
+        value = to_canonical(analyte, quantity.value, unit)
+        if value is not None:
+            return value
+    return None
 
 
 def _codes_in(value_set: ValueSet, concept: fr.CodeableConcept) -> bool:
@@ -239,7 +261,7 @@ def _add_computed_egfr(labs, birth: date | None, sex: Sex | None) -> None:
             LabResult(
                 analyte="egfr",
                 value=ckd_epi_2021(creatinine.value, age, sex),
-                unit="mL/min/1.73 m2",
+                unit=canonical_unit("egfr"),
                 effective=creatinine.effective,
                 name="eGFR (CKD-EPI 2021, computed from creatinine)",
                 source="computed",

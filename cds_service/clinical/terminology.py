@@ -160,9 +160,13 @@ def _flag(entry: dict, url: str) -> bool:
     return any(e.get("url") == url and e.get("valueBoolean") for e in entry.get("extension", []))
 
 
+_SEPARATOR = r"[\s\-\u2010-\u2015]+"  # spaces, hyphens, en and em dashes
+
+
 def _phrase_pattern(phrase: str) -> re.Pattern[str]:
-    words = [re.escape(w) for w in phrase.split()]
-    return re.compile(r"\b" + r"[\s\-]+".join(words) + r"\b", re.IGNORECASE)
+    """Whole words, any case; "Willis-Ekbom" also matches "Willis Ekbom" and "Willis–Ekbom"."""
+    words = [re.escape(w) for w in re.split(_SEPARATOR, phrase.strip()) if w]
+    return re.compile(r"\b" + _SEPARATOR.join(words) + r"\b", re.IGNORECASE)
 
 
 def load_value_sets(directory: Path) -> dict[str, ValueSet]:

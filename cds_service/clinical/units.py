@@ -46,7 +46,7 @@ CANONICAL: Mapping[str, tuple[str, Mapping[str, float]]] = {
         },
     ),
     "egfr": (
-        "mL/min/{1.73_m2}",
+        "mL/min/1.73 m2",
         {
             "ml/min/{1.73_m2}": 1.0,
             "ml/min/1.73m2": 1.0,

@@ -115,6 +115,29 @@ class TestPatientView:
         assert response.get_json() == {"cards": []}
 
 
+class TestLogging:
+    def test_hook_log_line_has_counts_but_no_patient_data(self, client, caplog):
+        who = "zz-secret-patient"
+        resources = [
+            b.rls(patient_id=who),
+            b.observation(b.FERRITIN, 37.123, "ng/mL", patient_id=who),
+            {**b.observation(b.FERRITIN, 1, "ng/mL", patient_id=who), "code": "broken"},
+        ]
+        body = b.hook_request(
+            b.prefetch(*resources, with_patient=b.patient(who)),
+            context={"userId": "Practitioner/example", "patientId": who},
+        )
+        with caplog.at_level("INFO", logger="cds_service"):
+            assert post_json(client, HOOK_URL, body).status_code == 200
+        (record,) = [r for r in caplog.records if r.getMessage() == "hook answered"]
+        assert record.hook_instance == body["hookInstance"]
+        assert record.topics == ["iron-below-target"]
+        assert record.skipped_resources == 1
+        logged = " ".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
+        assert who not in logged
+        assert "37.1" not in logged
+
+
 class TestBadRequests:
     @pytest.mark.parametrize(
         ("data", "content_type", "fragment"),
@@ -127,6 +150,7 @@ class TestBadRequests:
             ("{}", "text/plain", "Content-Type"),
             ("hook=patient-view", "application/x-www-form-urlencoded", "Content-Type"),
             ("[" * 100_000 + "]" * 100_000, "application/json", "nests too deeply"),
+            ('{"hook": NaN}', "application/json", "NaN is not a JSON number"),
         ],
     )
     def test_unreadable_body_is_400_with_json_reason(self, client, data, content_type, fragment):

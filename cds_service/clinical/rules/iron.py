@@ -25,7 +25,7 @@ def studies_due(picture: PatientPicture, t: Thresholds) -> list[Finding]:
     window = timedelta(days=t["recent_days"])
     if picture.latest(FERRITIN, window) is not None:
         return []
-    older = next(iter(picture.labs.get(FERRITIN, ())), None)
+    older = next(iter(picture.on_record(FERRITIN)), None)
     if older is None:
         return [Finding("iron-studies-due", "never", {})]
     return [
