@@ -22,6 +22,7 @@ test: $(STAMP) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy cds_service
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

@@ -9,6 +9,7 @@ import logging
 from datetime import UTC, datetime
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 
 from cds_service import errors
 from cds_service.api import EXTENSION, Runtime, discovery, health, hooks
@@ -22,6 +23,12 @@ from cds_service.settings import Settings
 from cds_service.store import make_engine
 
 log = logging.getLogger(__name__)
+
+
+class _InOrderJSON(DefaultJSONProvider):
+    """Keeps keys in the order we build them (cards read as the spec lists their fields)."""
+
+    sort_keys = False
 
 
 def _utc_now() -> datetime:
@@ -49,7 +56,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False  # keep cards in their documented key order
+    app.json = _InOrderJSON(app)
     app.extensions[EXTENSION] = Runtime(
         settings=settings,
         knowledge=knowledge,

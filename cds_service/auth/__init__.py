@@ -7,7 +7,6 @@ client yet and therefore refuses every call with 401 (fail closed, never open).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,22 +21,22 @@ class Client:
 
 
 class Authenticator(Protocol):
-    def authenticate(self, headers: Mapping[str, str], audience: str) -> Client:
-        """Return the verified caller or raise AuthenticationFailed."""
+    def authenticate(self, authorization: str | None, audience: str) -> Client:
+        """Verify the Authorization header value for a call to `audience`; raise if not."""
         ...
 
 
 class DemoAuthenticator:
     """Demo mode: no verification at all; every caller is 'demo'."""
 
-    def authenticate(self, headers: Mapping[str, str], audience: str) -> Client:
+    def authenticate(self, authorization: str | None, audience: str) -> Client:
         return Client(issuer="demo")
 
 
 class NoTrustedClients:
     """Production mode with no trusted client configured: nobody gets in."""
 
-    def authenticate(self, headers: Mapping[str, str], audience: str) -> Client:
-        if not headers.get("Authorization", "").startswith("Bearer "):
+    def authenticate(self, authorization: str | None, audience: str) -> Client:
+        if not (authorization or "").startswith("Bearer "):
             raise AuthenticationFailed("a bearer JWT from a trusted CDS client is required")
         raise AuthenticationFailed("no trusted CDS clients are configured on this service")

@@ -60,30 +60,33 @@ class Period(_Element):
     end: Text | None = None
 
 
-class Patient(_Element):
+class Resource(_Element):
     resourceType: str
     id: Text | None = None
+
+
+class PatientData(Resource):
+    """A resource about one patient, who is named by ``subject``."""
+
+    subject: Reference | None = None
+
+
+class Patient(Resource):
     gender: Text | None = None
     birthDate: Text | None = None
 
 
-class Condition(_Element):
-    resourceType: str
-    id: Text | None = None
+class Condition(PatientData):
     clinicalStatus: CodeableConcept | None = None
     verificationStatus: CodeableConcept | None = None
     code: CodeableConcept | None = None
-    subject: Reference | None = None
     onsetDateTime: Text | None = None
     recordedDate: Text | None = None
 
 
-class Observation(_Element):
-    resourceType: str
-    id: Text | None = None
+class Observation(PatientData):
     status: Text
     code: CodeableConcept
-    subject: Reference | None = None
     effectiveDateTime: Text | None = None
     effectiveInstant: Text | None = None
     effectivePeriod: Period | None = None
@@ -95,19 +98,14 @@ class Dosage(_Element):
     text: Text | None = None
 
 
-class Medication(_Element):
-    resourceType: str
-    id: Text | None = None
+class Medication(Resource):
     code: CodeableConcept | None = None
 
 
-class _MedicationUse(_Element):
-    """What MedicationRequest and MedicationStatement share: the drug and who takes it."""
+class MedicationUse(PatientData):
+    """What MedicationRequest and MedicationStatement share: the drug and its status."""
 
-    resourceType: str
-    id: Text | None = None
     status: Text
-    subject: Reference | None = None
     medicationCodeableConcept: CodeableConcept | None = None
     medicationReference: Reference | None = None
     contained: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
@@ -123,19 +121,19 @@ class _MedicationUse(_Element):
         return None
 
 
-class MedicationRequest(_MedicationUse):
+class MedicationRequest(MedicationUse):
     authoredOn: Text | None = None
     dosageInstruction: list[Dosage] = Field(default_factory=list, max_length=100)
 
 
-class MedicationStatement(_MedicationUse):
+class MedicationStatement(MedicationUse):
     effectiveDateTime: Text | None = None
     effectivePeriod: Period | None = None
     dateAsserted: Text | None = None
     dosage: list[Dosage] = Field(default_factory=list, max_length=100)
 
 
-MODELS: dict[str, type[_Element]] = {
+MODELS: dict[str, type[Resource]] = {
     "Patient": Patient,
     "Condition": Condition,
     "Observation": Observation,

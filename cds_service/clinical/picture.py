@@ -7,7 +7,7 @@ pure: the evaluation time and the value sets are passed in.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.dates import age_in_years, parse_date, parse_datetime
 from cds_service.clinical.egfr import Sex, ckd_epi_2021
-from cds_service.clinical.reader import ReadReport, read_resources
+from cds_service.clinical.reader import ReadReport, Resources, read_resources
 from cds_service.clinical.terminology import UCUM, ValueSet
 from cds_service.clinical.units import CANONICAL, canonical_unit, to_canonical
 
@@ -136,7 +136,9 @@ def build_picture(
     )
 
 
-def _members(value_sets: Mapping[str, ValueSet], concepts: Iterable[fr.CodeableConcept]) -> set:
+def _members(
+    value_sets: Mapping[str, ValueSet], concepts: Iterable[fr.CodeableConcept]
+) -> set[str]:
     concepts = list(concepts)
     pairs = [pair for concept in concepts for pair in concept.pairs()]
     texts = [text for concept in concepts for text in concept.texts()]
@@ -153,7 +155,9 @@ def _status(concept: fr.CodeableConcept | None) -> str | None:
     return next((c.code for c in concept.coding if c.code), None)
 
 
-def _read_conditions(conditions, value_sets, report) -> Iterable[ConditionFact]:
+def _read_conditions(
+    conditions: Iterable[fr.Condition], value_sets: Mapping[str, ValueSet], report: ReadReport
+) -> Iterator[ConditionFact]:
     for condition in conditions:
         if _status(condition.verificationStatus) in EXCLUDED_VERIFICATION:
             report.ignore("Condition", "refuted-or-entered-in-error")
@@ -171,7 +175,9 @@ def _read_conditions(conditions, value_sets, report) -> Iterable[ConditionFact]:
         )
 
 
-def _read_labs(observations, value_sets, report) -> dict[str, list[LabResult]]:
+def _read_labs(
+    observations: Iterable[fr.Observation], value_sets: Mapping[str, ValueSet], report: ReadReport
+) -> dict[str, list[LabResult]]:
     labs: dict[str, list[LabResult]] = defaultdict(list)
     for obs in observations:
         analyte = next(
@@ -249,7 +255,9 @@ def _add_computed_tsat(labs: dict[str, list[LabResult]]) -> None:
         )
 
 
-def _add_computed_egfr(labs, birth: date | None, sex: Sex | None) -> None:
+def _add_computed_egfr(
+    labs: dict[str, list[LabResult]], birth: date | None, sex: Sex | None
+) -> None:
     """eGFR by CKD-EPI 2021 for each creatinine, when age (adult) and sex are known."""
     if birth is None or sex is None:
         return
@@ -270,7 +278,9 @@ def _add_computed_egfr(labs, birth: date | None, sex: Sex | None) -> None:
         )
 
 
-def _read_medications(res, value_sets, report) -> Iterable[MedicationFact]:
+def _read_medications(
+    res: Resources, value_sets: Mapping[str, ValueSet], report: ReadReport
+) -> Iterator[MedicationFact]:
     for use in (*res.medication_requests, *res.medication_statements):
         if not _is_active(use):
             report.ignore(use.resourceType, f"status-{use.status}")
@@ -287,18 +297,21 @@ def _read_medications(res, value_sets, report) -> Iterable[MedicationFact]:
         )
 
 
-def _is_active(use: fr.MedicationRequest | fr.MedicationStatement) -> bool:
+def _is_active(use: fr.MedicationUse) -> bool:
     """topics.md: requests active or on-hold; statements active, intended, or unknown
     without an end date."""
     if isinstance(use, fr.MedicationRequest):
         return use.status in ACTIVE_REQUEST
+    assert isinstance(use, fr.MedicationStatement)
     if use.status in ACTIVE_STATEMENT:
         return True
     ended = use.effectivePeriod is not None and use.effectivePeriod.end is not None
     return use.status == "unknown" and not ended
 
 
-def _medication_concept(use, medications) -> fr.CodeableConcept | None:
+def _medication_concept(
+    use: fr.MedicationUse, medications: Mapping[str, fr.Medication]
+) -> fr.CodeableConcept | None:
     if use.medicationCodeableConcept is not None:
         return use.medicationCodeableConcept
     ref = use.medicationReference.reference if use.medicationReference else None

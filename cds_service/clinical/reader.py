@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from cds_service.clinical import fhir_read as fr
+
+R = TypeVar("R", bound=fr.PatientData)
 
 
 @dataclass
@@ -79,8 +81,45 @@ def iter_resources(prefetch: Mapping[str, Any], report: ReadReport) -> Iterator[
 
 def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadReport) -> Resources:
     """Read every resource about `patient_id`; skip and count the rest."""
-    patients: list[tuple[str, fr.Patient]] = []
-    parsed: list[tuple[str, BaseModel]] = []
+    parsed = list(_parse_each(prefetch, report))
+    patient_urls = {
+        url for url, r in parsed if isinstance(r, fr.Patient) and r.id == patient_id and url
+    }
+    aliases = {f"Patient/{patient_id}"} | patient_urls
+    medications = {
+        key: r
+        for url, r in parsed
+        if isinstance(r, fr.Medication)
+        for key in (f"Medication/{r.id}" if r.id else "", url)
+        if key
+    }
+
+    def about_patient(resource: fr.PatientData) -> bool:
+        ref = resource.subject.reference if resource.subject else None
+        if ref and (ref in aliases or ref.endswith(f"/Patient/{patient_id}")):
+            return True
+        report.ignore(resource.resourceType, "other-patient" if ref else "no-subject")
+        return False
+
+    def of(kind: type[R]) -> tuple[R, ...]:
+        return tuple(r for _, r in parsed if isinstance(r, kind) and about_patient(r))
+
+    return Resources(
+        patient=next(
+            (r for _, r in parsed if isinstance(r, fr.Patient) and r.id == patient_id), None
+        ),
+        conditions=of(fr.Condition),
+        observations=of(fr.Observation),
+        medication_requests=of(fr.MedicationRequest),
+        medication_statements=of(fr.MedicationStatement),
+        medications=medications,
+    )
+
+
+def _parse_each(
+    prefetch: Mapping[str, Any], report: ReadReport
+) -> Iterator[tuple[str, fr.Resource]]:
+    """Each resource through its light model, once per (type, id); malformed ones counted."""
     seen: set[tuple[str, str]] = set()
     for full_url, raw in iter_resources(prefetch, report):
         kind = raw["resourceType"]
@@ -88,7 +127,7 @@ def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadRep
         if model is None:
             report.ignore(kind, "not-used")
             continue
-        identity = (kind, raw.get("id")) if isinstance(raw.get("id"), str) else None
+        identity = (kind, raw["id"]) if isinstance(raw.get("id"), str) else None
         if identity in seen:
             continue
         try:
@@ -99,39 +138,4 @@ def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadRep
         if identity:
             seen.add(identity)
         report.read[kind] += 1
-        if isinstance(resource, fr.Patient):
-            patients.append((full_url, resource))
-        else:
-            parsed.append((full_url, resource))
-
-    patient = next((p for _, p in patients if p.id == patient_id), None)
-    aliases = {f"Patient/{patient_id}"} | {url for url, p in patients if p.id == patient_id and url}
-    medications = {
-        key: m
-        for url, m in parsed
-        if isinstance(m, fr.Medication)
-        for key in (f"Medication/{m.id}" if m.id else None, url or None)
-        if key
-    }
-
-    def about_patient(resource: BaseModel) -> bool:
-        ref = resource.subject.reference if resource.subject else None  # type: ignore[attr-defined]
-        if not ref:
-            report.ignore(resource.resourceType, "no-subject")  # type: ignore[attr-defined]
-            return False
-        if ref in aliases or ref.endswith(f"/Patient/{patient_id}"):
-            return True
-        report.ignore(resource.resourceType, "other-patient")  # type: ignore[attr-defined]
-        return False
-
-    def of(kind: type[BaseModel]) -> list[Any]:
-        return [r for _, r in parsed if isinstance(r, kind) and about_patient(r)]
-
-    return Resources(
-        patient=patient,
-        conditions=tuple(of(fr.Condition)),
-        observations=tuple(of(fr.Observation)),
-        medication_requests=tuple(of(fr.MedicationRequest)),
-        medication_statements=tuple(of(fr.MedicationStatement)),
-        medications=medications,
-    )
+        yield full_url, resource

@@ -149,7 +149,9 @@ class ValueSet:
 
     def names_in(self, text: str | None) -> bool:
         """True when one of the value set's phrases appears in free text (whole words)."""
-        return bool(text) and any(p.search(text) for p in self.phrases)
+        if not text:
+            return False
+        return any(p.search(text) for p in self.phrases)
 
     def codes_for(self, system: str) -> list[str]:
         """Member codes of one system, in file order (used to render prefetch queries)."""
