@@ -85,7 +85,7 @@ class CardDefinition(_Strict):
     variables: Mapping[str, int] = Field(default_factory=dict)
     variants: Mapping[str, VariantDef] = Field(min_length=1)
     suggestions: Mapping[str, SuggestionDef] = Field(default_factory=dict)
-    override_reasons: tuple[CodingDef, ...] | tuple[()] = ()
+    override_reasons: tuple[CodingDef, ...] = ()
 
     @model_validator(mode="before")
     @classmethod

@@ -6,7 +6,7 @@ The FHIR access token is a SecretStr so that no repr, log line or error body can
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -17,10 +17,11 @@ from pydantic import (
     SecretStr,
     StrictInt,
     StrictStr,
+    StringConstraints,
     model_validator,
 )
 
-NonEmpty = Field(min_length=1, max_length=1024)
+NonEmpty = Annotated[StrictStr, StringConstraints(min_length=1, max_length=1024)]
 USER_REFERENCE = r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-\.]{1,64}$"
 ORDERING_USER = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-\.]{1,64}$"
 FHIR_ID = r"^[A-Za-z0-9\-\.]{1,64}$"
@@ -36,15 +37,15 @@ class FhirAuthorization(_Wire):
     access_token: SecretStr = Field(min_length=1)
     token_type: Literal["Bearer"]
     expires_in: StrictInt
-    scope: StrictStr = NonEmpty
-    subject: StrictStr = NonEmpty
+    scope: NonEmpty
+    subject: NonEmpty
     patient: StrictStr | None = None
 
 
 class HookRequest(_Wire):
     """The envelope common to every hook; `context` is checked per hook afterwards."""
 
-    hook: StrictStr = NonEmpty
+    hook: NonEmpty
     hookInstance: UUID
     fhirServer: AnyHttpUrl | None = None
     fhirAuthorization: FhirAuthorization | None = None
