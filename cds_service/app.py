@@ -6,6 +6,7 @@ Under gunicorn: ``gunicorn 'cds_service.app:create_app()'`` (settings from the e
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from flask import Flask
@@ -14,7 +15,9 @@ from flask.json.provider import DefaultJSONProvider
 from cds_service import errors
 from cds_service.api import EXTENSION, Runtime, discovery, health, hooks
 from cds_service.auth import Authenticator, DemoAuthenticator, NoTrustedClients
-from cds_service.evaluation import Clock, Evaluator
+from cds_service.evaluation import Clock, Evaluator, FhirAccess
+from cds_service.fhir.client import FhirClient, new_session
+from cds_service.fhir.guard import is_allowed
 from cds_service.hooks.services import build_services
 from cds_service.knowledge import Knowledge
 from cds_service.logs import configure as configure_logging
@@ -29,6 +32,19 @@ class _InOrderJSON(DefaultJSONProvider):
     """Keeps keys in the order we build them (cards read as the spec lists their fields)."""
 
     sort_keys = False
+
+
+def _fhir_access(settings: Settings) -> FhirAccess:
+    """One pooled session and one worker pool per app, shared by every hook call."""
+    allowlist = settings.effective_fhir_allowlist
+    client = FhirClient(
+        new_session(settings.fhir_max_parallel),
+        connect_timeout=settings.fhir_connect_timeout_s,
+        max_pages=settings.fhir_max_pages,
+        allowed=lambda url: is_allowed(url, allowlist),
+    )
+    executor = ThreadPoolExecutor(settings.fhir_max_parallel, thread_name_prefix="fhir")
+    return FhirAccess(client, executor, allowlist, settings.hook_deadline_s)
 
 
 def _utc_now() -> datetime:
@@ -61,7 +77,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
         settings=settings,
         knowledge=knowledge,
         services=services,
-        evaluator=Evaluator(knowledge, services, clock),
+        evaluator=Evaluator(knowledge, services, clock, _fhir_access(settings)),
         authenticator=authenticator,
         database=make_engine(settings),
     )

@@ -5,23 +5,35 @@ Used by the HTTP layer and, through it, by ``rls-cds evaluate``; knows nothing o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
 from cds_service.cards import CardRenderer
 from cds_service.clinical.engine import Engine
 from cds_service.clinical.picture import build_picture
-from cds_service.clinical.reader import ReadReport
+from cds_service.clinical.reader import ReadReport, unresolved_medication_ids
 from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownService
+from cds_service.fhir.client import FhirClient
+from cds_service.fhir.errors import FhirError
+from cds_service.fhir.gather import Gathered, gather
+from cds_service.fhir.guard import is_allowed
+from cds_service.hooks.prefetch import TemplateError, category, render, unsatisfied
 from cds_service.hooks.services import ServiceDefinition
 from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest
 from cds_service.knowledge import Knowledge
 
 Clock = Callable[[], datetime]
+
+#: Synthetic prefetch key for Medications read because requests referenced them.
+REFERENCED_MEDICATIONS = "_referencedMedications"
+MEDICATION_BATCH = 50
 
 
 @dataclass(frozen=True)
@@ -31,20 +43,36 @@ class Outcome:
     response: dict[str, Any]
     hook_instance: str
     report: ReadReport = field(default_factory=ReadReport)
+    gathered: Gathered = field(default_factory=Gathered)
 
     @property
     def topics(self) -> list[str]:
         return [card["source"]["topic"]["code"] for card in self.response["cards"]]
 
 
+@dataclass(frozen=True)
+class FhirAccess:
+    """How this deployment reaches EHR FHIR servers: client, worker pool, limits."""
+
+    client: FhirClient
+    executor: Executor
+    allowlist: tuple[str, ...]
+    deadline_s: float
+
+
 class Evaluator:
     """Answers hook calls for the configured services."""
 
     def __init__(
-        self, knowledge: Knowledge, services: Mapping[str, ServiceDefinition], clock: Clock
+        self,
+        knowledge: Knowledge,
+        services: Mapping[str, ServiceDefinition],
+        clock: Clock,
+        fhir: FhirAccess,
     ):
         self._services = services
         self._clock = clock
+        self._fhir = fhir
         self._value_sets = knowledge.value_sets
         self._engine = Engine({topic: c.thresholds for topic, c in knowledge.cards.items()})
         self._renderer = CardRenderer(knowledge)
@@ -57,24 +85,86 @@ class Evaluator:
 
     def evaluate(self, service_id: str, body: Any) -> Outcome:
         """Validate `body` as a call of `service_id` and answer it."""
+        deadline = time.monotonic() + self._fhir.deadline_s
         service = self.service(service_id)
         request, context = parse_request(service, body)
         if service.hook != "patient-view":
             # The order hooks validate their calls; their rules come with the order-hooks issue.
             return Outcome({"cards": []}, str(request.hookInstance))
-        prefetch = request.prefetch or {}
-        missing = [key for key in service.prefetch if _unusable(prefetch, key)]
-        if missing:
-            raise PrefetchUnavailable(
-                "prefetch data is missing and this service cannot query the FHIR server "
-                "for it; send the prefetch keys named in details",
-                [{"prefetch": key} for key in missing],
-            )
+        prefetch, gathered = self._complete(service, request, deadline)
+        unavailable = frozenset(
+            kind for key in gathered.failed if (kind := category(service.prefetch[key]))
+        )
         now = self._clock()
-        picture = build_picture(prefetch, context.patientId, now, self._value_sets)
+        picture = build_picture(prefetch, context.patientId, now, self._value_sets, unavailable)
         findings = self._engine.patient_view(picture)
         cards = self._renderer.render(findings, context.patientId, now)
-        return Outcome({"cards": cards}, str(request.hookInstance), picture.report)
+        return Outcome({"cards": cards}, str(request.hookInstance), picture.report, gathered)
+
+    def _complete(
+        self, service: ServiceDefinition, request: HookRequest, deadline: float
+    ) -> tuple[dict[str, Any], Gathered]:
+        """The prefetch with every unsatisfied key fetched from the FHIR server (spec 14)."""
+        prefetch = dict(request.prefetch or {})
+        missing = unsatisfied(service.prefetch, prefetch)
+        gathered = Gathered()
+        if missing:
+            base = self._fhir_base(request, missing)
+            urls: dict[str, str] = {}
+            no_data: dict[str, None] = {}
+            for key in missing:
+                try:
+                    urls[key] = render(service.prefetch[key], request.context)
+                except TemplateError:  # e.g. an encounter query without an encounterId
+                    no_data[key] = None
+            gathered = gather(
+                self._fhir.client, self._fhir.executor, base, _token(request), urls, deadline
+            )
+            if gathered.fatal:
+                raise PrefetchUnavailable(
+                    "prefetch data is missing and the FHIR server cannot provide it",
+                    [{"prefetch": key, "reason": str(e)} for key, e in gathered.fatal.items()],
+                )
+            prefetch |= no_data | gathered.values
+        medication_ids = unresolved_medication_ids(prefetch)
+        if medication_ids and request.fhirServer and self._may_fetch(str(request.fhirServer)):
+            prefetch[REFERENCED_MEDICATIONS] = self._medications(
+                str(request.fhirServer), _token(request), medication_ids, deadline, gathered
+            )
+        return prefetch, gathered
+
+    def _fhir_base(self, request: HookRequest, missing: list[str]) -> str:
+        if request.fhirServer is None:
+            raise PrefetchUnavailable(
+                "prefetch data is missing and the request names no fhirServer to fetch it from",
+                [{"prefetch": key, "reason": "no fhirServer"} for key in missing],
+            )
+        base = str(request.fhirServer)
+        if not self._may_fetch(base):
+            raise RequestInvalid(
+                "fhirServer is not on this service's allow-list",
+                [{"loc": "fhirServer", "msg": "not an allowed FHIR server"}],
+            )
+        return base
+
+    def _may_fetch(self, url: str) -> bool:
+        return is_allowed(url, self._fhir.allowlist)
+
+    def _medications(
+        self, base: str, token: str | None, ids: list[str], deadline: float, gathered: Gathered
+    ) -> dict[str, Any] | None:
+        """Medications that requests reference but the prefetch lacks, read in one search."""
+        query = "Medication?_id=" + ",".join(quote(i, safe="") for i in ids[:MEDICATION_BATCH])
+        try:
+            return self._fhir.client.get(base, query, token, deadline, gathered.requests).value
+        except FhirError as error:  # unresolved medications are skipped and counted
+            gathered.failed[REFERENCED_MEDICATIONS] = error
+            return None
+
+
+def _token(request: HookRequest) -> str | None:
+    authorization = request.fhirAuthorization
+    return authorization.access_token.get_secret_value() if authorization else None
 
 
 def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, Any]:
@@ -100,11 +190,3 @@ def _validate(model: type[BaseModel], data: Any, prefix: tuple[str, ...]) -> Any
             for error in exc.errors(include_input=False, include_url=False)
         ]
         raise RequestInvalid("the request does not follow CDS Hooks 2.0", details) from None
-
-
-def _unusable(prefetch: Mapping[str, Any], key: str) -> bool:
-    """Absent, or an OperationOutcome instead of data (spec); null means 'no data'."""
-    if key not in prefetch:
-        return True
-    value = prefetch[key]
-    return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"

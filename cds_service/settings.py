@@ -7,9 +7,10 @@ must be asked for. The object is created once and passed down; nothing imports a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
@@ -40,6 +41,38 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store; default: SQLite file in data_dir.",
     )
     log_level: str = Field("INFO", description="Python logging level name.")
+    fhir_server_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description=(
+            "URL prefixes of FHIR servers the service may query (comma-separated); "
+            "demo mode adds http://127.0.0.1 and http://localhost."
+        ),
+    )
+    hook_deadline_s: float = Field(
+        2.5, gt=0, le=60, description="A hook answers within this many seconds, with what it has."
+    )
+    fhir_connect_timeout_s: float = Field(
+        1.0, gt=0, le=30, description="Connect timeout of each FHIR request."
+    )
+    fhir_max_pages: int = Field(
+        10, ge=1, le=1000, description="Most search pages followed per prefetch key."
+    )
+    fhir_max_parallel: int = Field(
+        8, ge=1, le=64, description="FHIR requests in flight at once, across all hooks."
+    )
+
+    @field_validator("fhir_server_allowlist", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @property
+    def effective_fhir_allowlist(self) -> tuple[str, ...]:
+        """The configured prefixes, plus loopback in demo mode (local sandboxes)."""
+        demo = ("http://127.0.0.1", "http://localhost") if self.demo else ()
+        return self.fhir_server_allowlist + demo
 
     @field_validator("log_level")
     @classmethod

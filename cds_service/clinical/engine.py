@@ -7,16 +7,29 @@ start-up error, not a missing card in the chart.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from cds_service.clinical.findings import Finding
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules import iron
 
-Rule = Callable[[PatientPicture, Mapping[str, float]], list[Finding]]
+Check = Callable[[PatientPicture, Mapping[str, float]], list[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A topic's check and the kinds of data it cannot decide without."""
+
+    check: Check
+    needs: frozenset[str]
+
+
+#: The gate (active RLS) reads conditions; without them no rule can run.
+GATE_NEEDS = frozenset({"conditions"})
 
 PATIENT_VIEW_RULES: Mapping[str, Rule] = {
-    "iron-studies-due": iron.studies_due,
-    "iron-below-target": iron.below_target,
+    "iron-studies-due": Rule(iron.studies_due, frozenset({"labs"})),
+    "iron-below-target": Rule(iron.below_target, frozenset({"labs", "conditions"})),
 }
 
 
@@ -33,10 +46,15 @@ class Engine:
         self._thresholds = thresholds
 
     def patient_view(self, picture: PatientPicture) -> list[Finding]:
-        """Findings for a chart opening; none unless the patient has active RLS."""
-        if not picture.has_rls:
+        """Findings for a chart opening; none unless the patient has active RLS.
+
+        A rule whose data could not be read is skipped: "no ferritin on record" must not be
+        concluded from a lab query that timed out.
+        """
+        if GATE_NEEDS & picture.unavailable or not picture.has_rls:
             return []
         findings: list[Finding] = []
         for topic, rule in PATIENT_VIEW_RULES.items():
-            findings.extend(rule(picture, self._thresholds[topic]))
+            if not rule.needs & picture.unavailable:
+                findings.extend(rule.check(picture, self._thresholds[topic]))
         return findings

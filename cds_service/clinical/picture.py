@@ -81,6 +81,8 @@ class PatientPicture:
     medications: tuple[MedicationFact, ...]
     labs: Mapping[str, tuple[LabResult, ...]] = field(repr=False)
     report: ReadReport = field(repr=False, compare=False)
+    unavailable: frozenset[str] = frozenset()
+    """Kinds of data (patient, conditions, labs, medications) that could not be read."""
 
     @property
     def has_rls(self) -> bool:
@@ -113,8 +115,13 @@ def build_picture(
     patient_id: str,
     now: datetime,
     value_sets: Mapping[str, ValueSet],
+    unavailable: frozenset[str] = frozenset(),
 ) -> PatientPicture:
-    """Read the prefetch into a PatientPicture; unreadable resources are skipped and counted."""
+    """Read the prefetch into a PatientPicture; unreadable resources are skipped and counted.
+
+    `unavailable` names the kinds of data that could not be fetched, so that rules needing
+    them stay silent instead of concluding from an absence.
+    """
     report = ReadReport()
     res = read_resources(prefetch, patient_id, report)
     sex = res.patient.gender if res.patient and res.patient.gender in ("female", "male") else None
@@ -133,6 +140,7 @@ def build_picture(
             k: tuple(sorted(v, key=lambda r: r.effective, reverse=True)) for k, v in labs.items()
         },
         report=report,
+        unavailable=unavailable,
     )
 
 

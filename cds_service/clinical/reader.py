@@ -139,3 +139,24 @@ def _parse_each(
             seen.add(identity)
         report.read[kind] += 1
         yield full_url, resource
+
+
+def unresolved_medication_ids(prefetch: Mapping[str, Any]) -> list[str]:
+    """Ids of Medications that requests or statements reference but the prefetch lacks.
+
+    Contained (``#id``) references resolve locally and are not listed.
+    """
+    present: set[str] = set()
+    wanted: list[str] = []
+    for _, raw in iter_resources(prefetch, ReadReport()):
+        kind = raw["resourceType"]
+        if kind == "Medication" and isinstance(raw.get("id"), str):
+            present.add(raw["id"])
+        elif kind in ("MedicationRequest", "MedicationStatement"):
+            reference = raw.get("medicationReference")
+            ref = reference.get("reference") if isinstance(reference, dict) else None
+            if isinstance(ref, str) and not ref.startswith("#"):
+                kind_part, _, med_id = "/".join(ref.rstrip("/").split("/")[-2:]).partition("/")
+                if kind_part == "Medication" and med_id and med_id not in wanted:
+                    wanted.append(med_id)
+    return [med_id for med_id in wanted if med_id not in present]

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from cds_service.hooks.prefetch import resource_type
 from cds_service.hooks.services import ServiceDefinition
 
 CLI_USER = "Practitioner/rls-cds-cli"
@@ -78,15 +79,14 @@ def hook_request(
 
 
 def _prefetch_value(template: str, resources: list[dict], patient_id: str) -> dict | None:
-    resource_type = template.split("?")[0].split("/")[0]
+    kind = resource_type(template)
     if "?" not in template:  # a read such as Patient/{{context.patientId}}
         return next(
-            (r for r in resources if r["resourceType"] == resource_type and r["id"] == patient_id),
-            None,
+            (r for r in resources if r["resourceType"] == kind and r["id"] == patient_id), None
         )
-    matches = [r for r in resources if r["resourceType"] == resource_type]
+    matches = [r for r in resources if r["resourceType"] == kind]
     entries = [{"resource": r, "search": {"mode": "match"}} for r in matches]
-    if resource_type in ("MedicationRequest", "MedicationStatement"):
+    if kind in ("MedicationRequest", "MedicationStatement"):
         entries += [
             {"resource": r, "search": {"mode": "include"}}
             for r in resources

@@ -250,7 +250,7 @@ class TestPrefetchUnavailable:
         prefetch["labs"] = {"resourceType": "OperationOutcome", "issue": []}
         response = post_json(client, HOOK_URL, b.hook_request(prefetch))
         assert response.status_code == 412
-        assert response.get_json()["details"] == [{"prefetch": "labs"}]
+        assert response.get_json()["details"] == [{"prefetch": "labs", "reason": "no fhirServer"}]
 
 
 class TestAuthentication:

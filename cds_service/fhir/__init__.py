@@ -1,0 +1,1 @@
+"""Talking to the EHR's FHIR server: the URL guard, the REST client and parallel gathering."""
