@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         (),
         description=(
             "URL prefixes of FHIR servers the service may query (comma-separated); "
-            "demo mode adds http://127.0.0.1 and http://localhost."
+            "demo mode adds http://127.0.0.1:* and http://localhost:* (any port)."
         ),
     )
     hook_deadline_s: float = Field(
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     @property
     def effective_fhir_allowlist(self) -> tuple[str, ...]:
         """The configured prefixes, plus loopback in demo mode (local sandboxes)."""
-        demo = ("http://127.0.0.1", "http://localhost") if self.demo else ()
+        demo = ("http://127.0.0.1:*", "http://localhost:*") if self.demo else ()
         return self.fhir_server_allowlist + demo
 
     @field_validator("log_level")

@@ -1,0 +1,202 @@
+"""Hooks with partial or no prefetch: the service fetches the rest from the EHR's FHIR server.
+
+FHIR is faked with `responses`; the same scenarios run against a real FHIR server in
+test_against_fhir_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+import responses
+
+from cds_service.app import create_app
+from cds_service.settings import Settings
+from tests import builders as b
+
+FHIR = "https://ehr.example/fhir"
+TOKEN = "ehr-token-7f3c"
+HOOK = "/cds-services/rls-secondary-causes"
+AUTHORIZATION = {
+    "access_token": TOKEN,
+    "token_type": "Bearer",
+    "expires_in": 300,
+    "scope": "patient/*.read",
+    "subject": "rls-cds",
+}
+
+
+@pytest.fixture
+def client(tmp_path):
+    settings = Settings(
+        demo=True, data_dir=tmp_path, fhir_server_allowlist=FHIR, hook_deadline_s=1.5
+    )
+    return create_app(settings, clock=lambda: b.NOW).test_client()
+
+
+@pytest.fixture
+def fhir():
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def serve_record(fhir, *resources: dict, status: int = 200) -> None:
+    """Answer every query the templates make from `resources`, like a FHIR server would."""
+    by_type: dict[str, list[dict]] = {}
+    for resource in resources:
+        by_type.setdefault(resource["resourceType"], []).append(resource)
+    fhir.get(f"{FHIR}/Patient/{b.PATIENT_ID}", json=b.patient(), status=status)
+    for kind in ("Condition", "Observation", "MedicationRequest", "MedicationStatement"):
+        fhir.get(f"{FHIR}/{kind}", json=b.searchset(*by_type.get(kind, [])), status=status)
+
+
+def call(client, prefetch: dict | None, **extra):
+    body = b.hook_request(fhirServer=FHIR, fhirAuthorization=AUTHORIZATION, **extra)
+    if prefetch is None:
+        del body["prefetch"]
+    else:
+        body["prefetch"] = prefetch
+    return client.post(HOOK, data=json.dumps(body), content_type="application/json")
+
+
+def topics(response) -> list[str]:
+    return [card["source"]["topic"]["code"] for card in response.get_json()["cards"]]
+
+
+def fetched_paths(fhir) -> list[str]:
+    return sorted(urlsplit(call.request.url).path.removeprefix("/fhir/") for call in fhir.calls)
+
+
+RECORD = (b.rls(), b.observation(b.FERRITIN, 38, "ng/mL"))
+
+
+def test_without_prefetch_everything_is_fetched_with_the_bearer_token(client, fhir):
+    serve_record(fhir, *RECORD)
+    response = call(client, None)
+    assert response.status_code == 200
+    assert topics(response) == ["iron-below-target"]
+    assert fetched_paths(fhir) == [
+        "Condition",
+        "MedicationRequest",
+        "MedicationStatement",
+        "Observation",
+        f"Patient/{b.PATIENT_ID}",
+    ]
+    for made in fhir.calls:
+        assert made.request.headers["Authorization"] == f"Bearer {TOKEN}"
+        assert made.request.headers["Accept"] == "application/fhir+json"
+
+
+def test_labs_query_is_the_rendered_template(client, fhir):
+    serve_record(fhir, *RECORD)
+    call(client, None)
+    (labs,) = [c.request.url for c in fhir.calls if "/Observation" in c.request.url]
+    query = parse_qs(urlsplit(labs).query)
+    assert query["patient"] == [b.PATIENT_ID]
+    assert "http://loinc.org|2276-4" in query["code"][0].split(",")
+
+
+def test_only_the_missing_keys_are_fetched(client, fhir):
+    serve_record(fhir, *RECORD)
+    prefetch = b.prefetch(*RECORD)
+    del prefetch["labs"]
+    response = call(client, prefetch)
+    assert topics(response) == ["iron-below-target"]
+    assert fetched_paths(fhir) == ["Observation"]
+
+
+def test_a_null_key_is_not_fetched_again(client, fhir):
+    prefetch = b.prefetch(*RECORD)
+    prefetch["medicationStatements"] = None
+    assert call(client, prefetch).status_code == 200
+    assert len(fhir.calls) == 0
+
+
+def test_an_operation_outcome_key_is_fetched(client, fhir):
+    serve_record(fhir, *RECORD)
+    prefetch = b.prefetch(b.rls())
+    prefetch["labs"] = {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}
+    response = call(client, prefetch)
+    assert topics(response) == ["iron-below-target"]
+    assert fetched_paths(fhir) == ["Observation"]
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_by_the_fhir_server_is_412_naming_the_keys(client, fhir, status):
+    serve_record(fhir, *RECORD, status=status)
+    response = call(client, None)
+    assert response.status_code == 412
+    named = {detail["prefetch"] for detail in response.get_json()["details"]}
+    assert named == {"patient", "conditions", "labs", "medicationRequests", "medicationStatements"}
+    assert TOKEN not in response.get_data(as_text=True)
+
+
+def test_unreachable_fhir_server_is_412(client, fhir):
+    fhir.get(f"{FHIR}/Observation", body=requests.ConnectionError("refused"))
+    prefetch = b.prefetch(*RECORD)
+    del prefetch["labs"]
+    response = call(client, prefetch)
+    assert response.status_code == 412
+    assert response.get_json()["details"] == [{"prefetch": "labs", "reason": "could not connect"}]
+
+
+def test_fhir_server_off_the_allow_list_is_400_and_never_contacted(client, fhir):
+    body = b.hook_request(fhirServer="https://elsewhere.test/fhir")
+    del body["prefetch"]
+    response = client.post(HOOK, data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert "allow-list" in response.get_json()["message"]
+    assert len(fhir.calls) == 0
+
+
+def test_labs_that_fail_do_not_become_no_ferritin_on_record(client, fhir):
+    """A 500 on the lab query must not fire iron-studies-due ('no ferritin')."""
+    fhir.get(f"{FHIR}/Observation", status=500)
+    prefetch = b.prefetch(b.rls())
+    del prefetch["labs"]
+    response = call(client, prefetch)
+    assert response.status_code == 200
+    assert response.get_json() == {"cards": []}
+
+
+def test_conditions_past_the_deadline_answer_empty_cards_in_time(client, fhir):
+    fhir.get(f"{FHIR}/Condition", body=requests.ReadTimeout("slow"))
+    prefetch = b.prefetch(*RECORD)
+    del prefetch["conditions"]
+    response = call(client, prefetch)
+    assert response.status_code == 200 and response.get_json() == {"cards": []}
+
+
+def test_referenced_medications_are_read_in_one_search(client, fhir):
+    order = b.medication_request()
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/m1"}
+    fhir.get(
+        f"{FHIR}/Medication",
+        json=b.searchset(b.medication("m1", text="Diphenhydramine 25 mg")),
+        match=[responses.matchers.query_param_matcher({"_id": "m1"})],
+    )
+    prefetch = b.prefetch(*RECORD, order)
+    assert call(client, prefetch).status_code == 200
+    assert fetched_paths(fhir) == ["Medication"]
+
+
+def test_fetching_without_fhir_authorization_sends_no_token(client, fhir):
+    """An open FHIR server (no fhirAuthorization) is queried without Authorization."""
+    serve_record(fhir, *RECORD)
+    body = b.hook_request(fhirServer=FHIR)
+    del body["prefetch"]
+    response = client.post(HOOK, data=json.dumps(body), content_type="application/json")
+    assert topics(response) == ["iron-below-target"]
+    assert all("Authorization" not in c.request.headers for c in fhir.calls)
+
+
+def test_the_token_never_reaches_the_logs(client, fhir, caplog):
+    serve_record(fhir, *RECORD, status=401)
+    with caplog.at_level("DEBUG"):
+        call(client, None)
+    assert TOKEN not in caplog.text
+    assert all(TOKEN not in str(record.__dict__) for record in caplog.records)
