@@ -15,6 +15,8 @@ from cds_service.clinical.units import CANONICAL
 PATIENT_VIEW = "rls-secondary-causes"
 ORDER_SELECT = "rls-order-select"
 ORDER_SIGN = "rls-order-sign"
+#: Labs per search page; the client follows next links up to RLS_CDS_FHIR_MAX_PAGES pages.
+LAB_PAGE_SIZE = 100
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def prefetch_templates(value_sets: Mapping[str, ValueSet]) -> dict[str, str]:
         "conditions": f"Condition?patient={patient}",
         "labs": f"Observation?patient={patient}&code="
         + ",".join(f"{LOINC}|{code}" for code in loinc_codes)
-        + "&_sort=-date",
+        + f"&_sort=-date&_count={LAB_PAGE_SIZE}",
         "medicationRequests": f"MedicationRequest?patient={patient}&status=active,on-hold",
         "medicationStatements": (
             f"MedicationStatement?patient={patient}&status=active,intended,unknown"
