@@ -4,6 +4,7 @@
 do not change silently:
 
     rls-cds evaluate --hook HOOK --bundle FILE [--draft-orders FILE] [--now ISO-DATETIME]
+    rls-cds check --fhir-server URL --patient ID [--token T] [--hook patient-view]
 
 It runs the bundle through the same HTTP code path as the service (an in-process request)
 and prints the CDS Hooks response JSON; exit 0 on success, 2 with one line on stderr for
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cds_service.hooks.bundles import BundleError, hook_request
+from cds_service.hooks.bundles import CLI_USER, BundleError, hook_request
 
 HOOK_SERVICES = {
     "patient-view": "rls-secondary-causes",
@@ -32,6 +35,14 @@ HOOK_SERVICES = {
 class InputError(Exception):
     """Raised for input the command cannot use; printed as one line, exit 2."""
 
+    exit_code = 2
+
+
+class HookFailed(InputError):
+    """Raised when `check` got an error answer (400, 412 ...) from the hook; exit 1."""
+
+    exit_code = 1
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -40,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.run(args)
     except InputError as exc:
         print(f"rls-cds: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--draft-orders", type=Path, help="Bundle of draft orders (order hooks)")
     evaluate.add_argument("--now", type=_instant, help="evaluation time (default: now), ISO 8601")
     evaluate.set_defaults(run=_evaluate)
+
+    check = commands.add_parser(
+        "check", help="run a hook against a FHIR server with no prefetch and report"
+    )
+    check.add_argument("--fhir-server", required=True, help="FHIR base URL, e.g. https://x/fhir")
+    check.add_argument("--patient", required=True, help="Patient id on that server")
+    check.add_argument("--token", help="bearer token for the FHIR server (never printed)")
+    check.add_argument("--hook", default="patient-view", choices=["patient-view"])
+    check.add_argument("--now", type=_instant, help="evaluation time (default: now), ISO 8601")
+    check.set_defaults(run=_check)
     return parser
 
 
@@ -105,6 +126,71 @@ def _evaluate(args: argparse.Namespace) -> int:
     json.dump(response.get_json(), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    """Cards JSON on stdout; what was fetched, how long it took and what was skipped on stderr."""
+    from cds_service.app import create_app
+    from cds_service.errors import ServiceError
+    from cds_service.settings import Settings
+
+    now = args.now or datetime.now(UTC)
+    base = args.fhir_server.rstrip("/")
+    settings = Settings(
+        demo=True, log_level="ERROR", database_url="sqlite://", fhir_server_allowlist=(base,)
+    )
+    app = create_app(settings, clock=lambda: now)
+    body: dict[str, Any] = {
+        "hook": args.hook,
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": base,
+        "context": {"userId": CLI_USER, "patientId": args.patient},
+    }
+    if args.token:
+        body["fhirAuthorization"] = {
+            "access_token": args.token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "rls-cds-check",
+        }
+    started = time.monotonic()
+    try:
+        outcome = app.extensions["rls_cds"].evaluator.evaluate(HOOK_SERVICES[args.hook], body)
+    except ServiceError as error:
+        reasons = "; ".join(", ".join(f"{k}: {v}" for k, v in d.items()) for d in error.details)
+        message = f"{error.status} {error.message}" + (f" ({reasons})" if reasons else "")
+        raise HookFailed(message) from None
+    elapsed = time.monotonic() - started
+    print(check_report(base, outcome, elapsed), file=sys.stderr)
+    json.dump(outcome.response, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def check_report(base: str, outcome: Any, elapsed: float) -> str:
+    """A few lines for a person: each query with status and time, failures, skipped data."""
+    lines = [f"hook answered in {elapsed * 1000:.0f} ms; FHIR queries:"]
+    for made in outcome.gathered.requests:
+        status = made.status if made.status is not None else "no answer"
+        lines.append(
+            f"  {status!s:>9}  {made.seconds * 1000:7.0f} ms  {made.url.removeprefix(base)}"
+        )
+    for key, error in outcome.gathered.failed.items():
+        lines.append(f"  not read: {key} ({error})")
+    for key in outcome.gathered.truncated:
+        lines.append(f"  incomplete: {key} (paging stopped at the page bound or a bad link)")
+    read = ", ".join(f"{kind} {n}" for kind, n in sorted(outcome.report.read.items()))
+    lines.append(f"resources read: {read or 'none'}")
+    for label, counts in (("skipped", outcome.report.skipped), ("ignored", outcome.report.ignored)):
+        if counts:
+            lines.append(f"{label}: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    cards = outcome.response["cards"]
+    lines.append(f"cards: {len(cards)}")
+    lines += [
+        f"  {c['indicator']:<8} {c['source']['topic']['code']}: {c['summary']}" for c in cards
+    ]
+    return "\n".join(lines)
 
 
 def _read_json(path: Path) -> Any:

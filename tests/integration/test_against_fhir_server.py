@@ -235,3 +235,28 @@ def test_request_files_still_work_with_no_fhir_server(service):
     body = json.loads(Path(REQUESTS / "patient-view-rls-ckd.json").read_text())
     response = requests.post(f"{service}{HOOK}", json=body, timeout=30)
     assert topics(response) == ["iron-below-target"]
+
+
+def test_check_prints_cards_and_a_report_of_each_query(capsys, fhir_server):
+    code = main(
+        ["check", "--fhir-server", fhir_server.base_url, "--patient", "rls-low-ferritin",
+         "--token", "secret-check-token", "--now", NOW]
+    )  # fmt: skip
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert topics_of(json.loads(out)) == ["iron-below-target"]
+    assert "/Patient/rls-low-ferritin" in err and "/Condition?patient=rls-low-ferritin" in err
+    assert "resources read: Condition 1, Observation 5, Patient 1" in err
+    assert "warning  iron-below-target" in err
+    assert "secret-check-token" not in out + err
+
+
+def test_check_against_a_dead_server_exits_1_naming_the_keys(capsys):
+    code = main(["check", "--fhir-server", "http://127.0.0.1:9/fhir", "--patient", "x"])
+    _, err = capsys.readouterr()
+    assert code == 1
+    assert err.startswith("rls-cds: 412") and "labs" in err and err.count("\n") == 1
+
+
+def topics_of(response: dict) -> list[str]:
+    return [card["source"]["topic"]["code"] for card in response["cards"]]
