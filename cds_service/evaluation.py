@@ -93,7 +93,9 @@ class Evaluator:
             return Outcome({"cards": []}, str(request.hookInstance))
         prefetch, gathered = self._complete(service, request, deadline)
         unavailable = frozenset(
-            kind for key in gathered.failed if (kind := category(service.prefetch[key]))
+            kind
+            for key in gathered.failed
+            if key in service.prefetch and (kind := category(service.prefetch[key]))
         )
         now = self._clock()
         picture = build_picture(prefetch, context.patientId, now, self._value_sets, unavailable)

@@ -33,6 +33,14 @@ def call_hook(service_id: str):
             "duration_ms": round((time.perf_counter() - started) * 1000, 1),
         },
     )
+    if outcome.gathered.failed:
+        log.warning(
+            "FHIR data not read; rules needing it were skipped",
+            extra={
+                "hook_instance": outcome.hook_instance,
+                "not_read": {key: str(error) for key, error in outcome.gathered.failed.items()},
+            },
+        )
     if outcome.report.skipped_total:
         log.warning(
             "skipped unreadable resources",

@@ -152,14 +152,17 @@ def test_fhir_server_off_the_allow_list_is_400_and_never_contacted(client, fhir)
     assert len(fhir.calls) == 0
 
 
-def test_labs_that_fail_do_not_become_no_ferritin_on_record(client, fhir):
-    """A 500 on the lab query must not fire iron-studies-due ('no ferritin')."""
+def test_labs_that_fail_do_not_become_no_ferritin_on_record(client, fhir, caplog):
+    """A 500 on the lab query must not fire iron-studies-due ('no ferritin'); it is logged."""
     fhir.get(f"{FHIR}/Observation", status=500)
     prefetch = b.prefetch(b.rls())
     del prefetch["labs"]
-    response = call(client, prefetch)
+    with caplog.at_level("WARNING", logger="cds_service"):
+        response = call(client, prefetch)
     assert response.status_code == 200
     assert response.get_json() == {"cards": []}
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("FHIR data not read")]
+    assert record.not_read == {"labs": "HTTP 500"}
 
 
 def test_conditions_past_the_deadline_answer_empty_cards_in_time(client, fhir):
@@ -182,6 +185,16 @@ def test_referenced_medications_are_read_in_one_search(client, fhir):
     prefetch = b.prefetch(*RECORD, order)
     assert call(client, prefetch).status_code == 200
     assert fetched_paths(fhir) == ["Medication"]
+
+
+def test_a_failed_medication_lookup_leaves_the_order_unresolved_not_the_hook(client, fhir):
+    order = b.medication_request()
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/m1"}
+    fhir.get(f"{FHIR}/Medication", status=500)
+    response = call(client, b.prefetch(*RECORD, order))
+    assert response.status_code == 200
+    assert topics(response) == ["iron-below-target"]
 
 
 def test_fetching_without_fhir_authorization_sends_no_token(client, fhir):
