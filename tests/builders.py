@@ -220,3 +220,12 @@ def medication(medication_id: str, text: str, code: str | None = None) -> dict:
     if code:
         concept["coding"] = [coding(RXNORM, code)]
     return {"resourceType": "Medication", "id": medication_id, "code": concept}
+
+
+def strip_uuids(value: Any) -> Any:
+    """A response without its per-call uuids, for comparing two calls."""
+    if isinstance(value, dict):
+        return {k: strip_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [strip_uuids(v) for v in value]
+    return value

@@ -23,9 +23,9 @@ from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.settings import Settings
 from tests import builders as b
+from tests.builders import strip_uuids
 from tests.fixture_requests import PATIENTS, REQUESTS
 from tests.integration.fhir_sandbox import load_bundles, start_sandbox, stop_sandbox
-from tests.integration.test_cli import strip_uuids
 
 pytestmark = pytest.mark.slow
 HOOK = "/cds-services/rls-secondary-causes"

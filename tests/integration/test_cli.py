@@ -7,18 +7,10 @@ import json
 import pytest
 
 from cds_service.cli import main
+from tests.builders import strip_uuids
 from tests.fixture_requests import PATIENTS, REQUESTS
 
 NOW = "2026-11-28T12:00:00Z"
-
-
-def strip_uuids(value):
-    """The response without its per-call uuids, for comparing two calls."""
-    if isinstance(value, dict):
-        return {k: strip_uuids(v) for k, v in value.items() if k != "uuid"}
-    if isinstance(value, list):
-        return [strip_uuids(v) for v in value]
-    return value
 
 
 def evaluate(capsys, *args: str) -> tuple[int, str, str]:
