@@ -128,11 +128,13 @@ class Evaluator:
                     [{"prefetch": key, "reason": str(e)} for key, e in gathered.fatal.items()],
                 )
             prefetch |= no_data | gathered.values
-        medication_ids = unresolved_medication_ids(prefetch)
-        if medication_ids and request.fhirServer and self._may_fetch(str(request.fhirServer)):
-            prefetch[REFERENCED_MEDICATIONS] = self._medications(
-                str(request.fhirServer), _token(request), medication_ids, deadline, gathered
-            )
+        server = str(request.fhirServer) if request.fhirServer else None
+        if server and self._may_fetch(server):  # else there is nowhere to look them up
+            medication_ids = unresolved_medication_ids(prefetch)
+            if medication_ids:
+                prefetch[REFERENCED_MEDICATIONS] = self._medications(
+                    server, _token(request), medication_ids, deadline, gathered
+                )
         return prefetch, gathered
 
     def _fhir_base(self, request: HookRequest, missing: list[str]) -> str:
