@@ -21,9 +21,12 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cds_service.hooks.bundles import CLI_USER, BundleError, hook_request
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 HOOK_SERVICES = {
     "patient-view": "rls-secondary-causes",
@@ -105,15 +108,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def _local_app(now: datetime | None, fhir_servers: tuple[str, ...] = ()) -> Flask:
+    """The service in-process for one command: no authentication, no files, quiet logs."""
     from cds_service.app import create_app
     from cds_service.settings import Settings
 
+    moment = now or datetime.now(UTC)
+    settings = Settings(
+        demo=True, log_level="ERROR", database_url="sqlite://", fhir_server_allowlist=fhir_servers
+    )
+    return create_app(settings, clock=lambda: moment)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     bundle = _read_json(args.bundle)
     drafts = _read_json(args.draft_orders) if args.draft_orders else None
-    now = args.now or datetime.now(UTC)
-    settings = Settings(demo=True, log_level="ERROR", database_url="sqlite://")
-    app = create_app(settings, clock=lambda: now)
+    app = _local_app(args.now)
     service = app.extensions["rls_cds"].services[HOOK_SERVICES[args.hook]]
     try:
         body = hook_request(service, bundle, drafts)
@@ -130,16 +140,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     """Cards JSON on stdout; what was fetched, how long it took and what was skipped on stderr."""
-    from cds_service.app import create_app
     from cds_service.errors import ServiceError
-    from cds_service.settings import Settings
 
-    now = args.now or datetime.now(UTC)
     base = args.fhir_server.rstrip("/")
-    settings = Settings(
-        demo=True, log_level="ERROR", database_url="sqlite://", fhir_server_allowlist=(base,)
-    )
-    app = create_app(settings, clock=lambda: now)
+    app = _local_app(args.now, fhir_servers=(base,))
     body: dict[str, Any] = {
         "hook": args.hook,
         "hookInstance": str(uuid.uuid4()),
