@@ -21,7 +21,7 @@ from cds_service.knowledge import (
     Knowledge,
     KnowledgeError,
 )
-from cds_service.suggestions import SuggestionError, build_resource
+from cds_service.suggestions import SuggestionError, build_resource, validated_update
 
 INDICATOR_RANK = {"critical": 0, "warning": 1, "info": 2}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|~])")
@@ -44,6 +44,8 @@ class CardRenderer:
         for card in self._cards.values():
             for key, suggestion in card.suggestions.items():
                 for action in suggestion.actions:
+                    if action.type != "create":
+                        continue
                     try:
                         build_resource(action, "knowledge-check", probe)
                     except SuggestionError as exc:
@@ -69,12 +71,27 @@ class CardRenderer:
         summary = variant.summary.format_map(values)
         if len(summary) >= SUMMARY_LIMIT:  # unreachable if the load-time check holds
             summary = summary[: SUMMARY_LIMIT - 2] + "…"
+        keys = variant.suggestions if finding.suggestions is None else finding.suggestions
+        notes = list(finding.notes)
+        suggestions = []
+        for key in keys:
+            try:
+                suggestion = self._suggestion(definition, key, finding, patient_id, now)
+            except SuggestionError:
+                notes.append(
+                    "A one-click change of the order could not be offered: the order as "
+                    "recorded is not valid FHIR R4."
+                )
+                continue
+            if suggestion is not None:
+                suggestions.append(suggestion)
         card: dict[str, Any] = {
             "uuid": self._new_id(),
             "summary": summary,
-            "indicator": definition.indicator,
+            "indicator": variant.indicator or definition.indicator,
             "detail": _detail(
                 variant.detail.format_map({k: escape_markdown(v) for k, v in values.items()}),
+                notes,
                 finding,
                 definition,
             ),
@@ -88,8 +105,6 @@ class CardRenderer:
                 },
             },
         }
-        keys = variant.suggestions if finding.suggestions is None else finding.suggestions
-        suggestions = [self._suggestion(definition, key, patient_id, now) for key in keys]
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one"
@@ -103,20 +118,44 @@ class CardRenderer:
         return card
 
     def _suggestion(
-        self, definition: CardDefinition, key: str, patient_id: str, now: datetime
-    ) -> dict[str, Any]:
+        self,
+        definition: CardDefinition,
+        key: str,
+        finding: Finding,
+        patient_id: str,
+        now: datetime,
+    ) -> dict[str, Any] | None:
+        """The suggestion, or None when it has nothing to act on (no order to delete)."""
         suggestion = definition.suggestions[key]
+        actions: list[dict[str, Any]] = []
+        for action in suggestion.actions:
+            if action.type == "create":
+                actions.append(
+                    {
+                        "type": "create",
+                        "description": action.description,
+                        "resource": build_resource(action, patient_id, now),
+                    }
+                )
+                continue
+            for target in finding.targets:
+                rendered_action: dict[str, Any] = {
+                    "type": action.type,
+                    "description": action.description.format(medication=target.name),
+                }
+                if action.type == "delete":
+                    rendered_action["resourceId"] = target.reference
+                elif target.update is not None:
+                    rendered_action["resource"] = validated_update(target.update)
+                else:
+                    continue
+                actions.append(rendered_action)
+        if not actions:
+            return None
         rendered: dict[str, Any] = {
             "label": suggestion.label,
             "uuid": self._new_id(),
-            "actions": [
-                {
-                    "type": action.type,
-                    "description": action.description,
-                    "resource": build_resource(action, patient_id, now),
-                }
-                for action in suggestion.actions
-            ],
+            "actions": actions,
         }
         if suggestion.recommended:
             rendered["isRecommended"] = True
@@ -132,9 +171,9 @@ def _clip(values: Mapping[str, str], limits: Mapping[str, int]) -> dict[str, str
     return clipped
 
 
-def _detail(text: str, finding: Finding, definition: CardDefinition) -> str:
+def _detail(text: str, notes: list[str], finding: Finding, definition: CardDefinition) -> str:
     parts = [" ".join(paragraph.split()) for paragraph in text.strip().split("\n\n")]
-    parts += [f"**Note:** {escape_markdown(note)}" for note in finding.notes]
+    parts += [f"**Note:** {escape_markdown(note)}" for note in notes]
     if finding.data:
         lines = ["**Data used**", ""]
         for point in finding.data:

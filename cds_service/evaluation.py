@@ -24,8 +24,8 @@ from cds_service.fhir.client import FhirClient
 from cds_service.fhir.errors import FhirError
 from cds_service.fhir.gather import Gathered, gather
 from cds_service.fhir.guard import is_allowed
-from cds_service.hooks.prefetch import TemplateError, category, render, unsatisfied
-from cds_service.hooks.services import ServiceDefinition
+from cds_service.hooks.prefetch import TemplateError, render, unsatisfied
+from cds_service.hooks.services import OPTIONAL_KEYS, ServiceDefinition
 from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest
 from cds_service.knowledge import Knowledge
 
@@ -74,7 +74,7 @@ class Evaluator:
         self._clock = clock
         self._fhir = fhir
         self._value_sets = knowledge.value_sets
-        self._engine = Engine({topic: c.thresholds for topic, c in knowledge.cards.items()})
+        self._engine = Engine(knowledge.thresholds, knowledge.dosing)
         self._renderer = CardRenderer(knowledge)
 
     def service(self, service_id: str) -> ServiceDefinition:
@@ -92,10 +92,9 @@ class Evaluator:
             # The order hooks validate their calls; their rules come with the order-hooks issue.
             return Outcome({"cards": []}, str(request.hookInstance))
         prefetch, gathered = self._complete(service, request, deadline)
+        unread = {*gathered.failed, *unsatisfied(service.prefetch, prefetch)}
         unavailable = frozenset(
-            kind
-            for key in gathered.failed
-            if key in service.prefetch and (kind := category(service.prefetch[key]))
+            kind for key in unread if key in service.prefetch and (kind := service.kind(key))
         )
         now = self._clock()
         picture = build_picture(prefetch, context.patientId, now, self._value_sets, unavailable)
@@ -110,6 +109,8 @@ class Evaluator:
         prefetch = dict(request.prefetch or {})
         missing = unsatisfied(service.prefetch, prefetch)
         gathered = Gathered()
+        if request.fhirServer is None and not set(missing) - OPTIONAL_KEYS:
+            missing = []  # nowhere to fetch the optional keys from: rules do without them
         if missing:
             base = self._fhir_base(request, missing)
             urls: dict[str, str] = {}
@@ -141,7 +142,11 @@ class Evaluator:
         if request.fhirServer is None:
             raise PrefetchUnavailable(
                 "prefetch data is missing and the request names no fhirServer to fetch it from",
-                [{"prefetch": key, "reason": "no fhirServer"} for key in missing],
+                [
+                    {"prefetch": key, "reason": "no fhirServer"}
+                    for key in missing
+                    if key not in OPTIONAL_KEYS
+                ],
             )
         base = str(request.fhirServer)
         if not self._may_fetch(base):

@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cds_service.clinical.dosing import DrugDosing
+from cds_service.clinical.picture import REQUIRED_VALUE_SETS
 from cds_service.clinical.terminology import ValueSet, ValueSetError, load_value_sets
 
 TOPIC_SYSTEM = "urn:rls-cds:card-topic"
@@ -50,14 +52,36 @@ class LinkDef(_Strict):
 
 
 class ActionDef(_Strict):
-    type: Literal["create"]
+    """One action of a suggestion.
+
+    ``create`` builds the resource described here. ``delete`` and ``update`` act on the
+    medication orders the rule names (one action per order); their description may say
+    ``{medication}``.
+    """
+
+    type: Literal["create", "delete", "update"]
     description: str = Field(min_length=1)
-    resource: Literal["ServiceRequest", "MedicationRequest"]
-    text: str = Field(min_length=1)
+    resource: Literal["ServiceRequest", "MedicationRequest"] | None = None
+    text: str | None = Field(default=None, min_length=1)
     coding: tuple[CodingDef, ...] = ()
     patient_instruction: str | None = None
     dosage_text: str | None = None
     route: CodingDef | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> ActionDef:
+        described = template_fields(self.description)
+        if self.type == "create":
+            if self.resource is None or self.text is None:
+                raise ValueError("a create action needs resource and text")
+            if described:
+                raise ValueError("a create action's description takes no placeholders")
+            return self
+        if self.resource or self.text or self.coding or self.patient_instruction:
+            raise ValueError(f"a {self.type} action acts on the rule's orders: no resource")
+        if self.dosage_text or self.route or described - {"medication"}:
+            raise ValueError(f"a {self.type} action may only use {{medication}}")
+        return self
 
 
 class SuggestionDef(_Strict):
@@ -66,10 +90,15 @@ class SuggestionDef(_Strict):
     actions: tuple[ActionDef, ...] = Field(min_length=1)
 
 
+Indicator = Literal["info", "warning", "critical"]
+
+
 class VariantDef(_Strict):
     summary: str = Field(min_length=1)
     detail: str = Field(min_length=1)
     suggestions: tuple[str, ...] = ()
+    indicator: Indicator | None = None
+    """Overrides the card's indicator for this variant (e.g. warning on dialysis)."""
 
 
 class CardDefinition(_Strict):
@@ -78,7 +107,7 @@ class CardDefinition(_Strict):
     topic: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
     display: str = Field(min_length=1)
     order: int = Field(ge=1)
-    indicator: Literal["info", "warning", "critical"]
+    indicator: Indicator
     thresholds: Mapping[str, float] = Field(default_factory=dict)
     source: LinkDef
     links: tuple[LinkDef, ...] = ()
@@ -86,6 +115,8 @@ class CardDefinition(_Strict):
     variants: Mapping[str, VariantDef] = Field(min_length=1)
     suggestions: Mapping[str, SuggestionDef] = Field(default_factory=dict)
     override_reasons: tuple[CodingDef, ...] = ()
+    dosing: Mapping[str, DrugDosing] = Field(default_factory=dict)
+    """Renal dose tables by drug, for the gabapentinoid card."""
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +163,16 @@ class Knowledge:
     value_sets: Mapping[str, ValueSet]
     directory: Path
 
+    @property
+    def thresholds(self) -> dict[str, Mapping[str, float]]:
+        """Each topic's thresholds, for the rule engine."""
+        return {topic: card.thresholds for topic, card in self.cards.items()}
+
+    @property
+    def dosing(self) -> dict[str, DrugDosing]:
+        """The renal dose tables of every card, by drug key."""
+        return {key: drug for card in self.cards.values() for key, drug in card.dosing.items()}
+
     @classmethod
     def load(cls, directory: Path) -> Knowledge:
         """Load and check ``directory/*.toml`` and ``directory/valuesets/*.json``."""
@@ -152,5 +193,11 @@ class Knowledge:
             cards[card.topic] = card
         if not cards or not value_sets:
             raise KnowledgeError(f"{directory}: no card definitions or no value sets")
+        wanted = {*REQUIRED_VALUE_SETS} | {
+            drug.value_set for card in cards.values() for drug in card.dosing.values()
+        }
+        unknown = sorted(wanted - set(value_sets))
+        if unknown:
+            raise KnowledgeError(f"{directory}: the rules use unknown value sets {unknown}")
         ordered = dict(sorted(cards.items(), key=lambda item: item[1].order))
         return cls(cards=ordered, value_sets=value_sets, directory=directory)

@@ -8,6 +8,7 @@ from that model.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,7 @@ class SuggestionError(ValueError):
 
 def build_resource(action: ActionDef, patient_id: str, now: datetime) -> dict[str, Any]:
     """The validated resource for one create action, for `patient_id`, authored `now`."""
+    assert action.type == "create" and action.text is not None
     concept: dict[str, Any] = {"text": action.text}
     if action.coding:
         concept["coding"] = [c.model_dump() for c in action.coding]
@@ -56,6 +58,19 @@ def build_resource(action: ActionDef, patient_id: str, now: datetime) -> dict[st
             )
     except ValueError as exc:  # pydantic.ValidationError is a ValueError
         raise SuggestionError(f"{action.resource} for {action.description!r}: {exc}") from exc
+    return json.loads(model.model_dump_json(exclude_none=True))
+
+
+def validated_update(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """An updated MedicationRequest, checked by fhir.resources; SuggestionError if invalid.
+
+    The order comes from the EHR and only its dosage was changed by us, so an order that
+    was invalid as received cannot be offered back as a one-click update.
+    """
+    try:
+        model = MedicationRequest.model_validate(dict(resource))
+    except ValueError as exc:
+        raise SuggestionError(f"updated MedicationRequest is not valid FHIR: {exc}") from exc
     return json.loads(model.model_dump_json(exclude_none=True))
 
 

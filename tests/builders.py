@@ -9,7 +9,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from cds_service.clinical.engine import Engine
+from cds_service.clinical.findings import Finding
 from cds_service.clinical.picture import PatientPicture, build_picture
+from cds_service.clinical.rules.common import Params
 from cds_service.knowledge import Knowledge
 from cds_service.resources import shipped_dir
 
@@ -29,6 +32,9 @@ IRON = "2498-4"
 TIBC = "2500-0"
 CREATININE = "2160-0"
 CREATININE_UMOL = "14682-9"
+EGFR = "98979-8"
+WEIGHT = "29463-7"
+WEIGHT_CODES = frozenset({"29463-7", "3141-9"})
 EGFR_2021 = "98979-8"
 
 
@@ -60,6 +66,7 @@ def condition(
     clinical: str | None = "active",
     verification: str | None = "confirmed",
     patient_id: str = PATIENT_ID,
+    onset: str | None = None,
 ) -> dict:
     code: dict[str, Any] = {}
     if codings:
@@ -72,6 +79,8 @@ def condition(
         "code": code,
         "subject": {"reference": f"Patient/{patient_id}"},
     }
+    if onset:
+        resource["onsetDateTime"] = onset
     if clinical:
         resource["clinicalStatus"] = {
             "coding": [
@@ -130,6 +139,11 @@ def observation(
     return resource
 
 
+def kidney_ok(**kwargs: Any) -> dict:
+    """A recent normal creatinine, so that `renal-function-due` stays silent."""
+    return observation(CREATININE, 0.8, "mg/dL", **kwargs)
+
+
 def medication_request(
     code: str | None = None,
     text: str | None = None,
@@ -167,23 +181,61 @@ def prefetch(*resources: dict, with_patient: dict | None = None) -> dict:
     by_key = {
         "conditions": "Condition",
         "labs": "Observation",
+        "weight": "Observation",
         "medicationRequests": "MedicationRequest",
         "medicationStatements": "MedicationStatement",
+        "serviceRequests": "ServiceRequest",
+        "procedures": "Procedure",
     }
     result: dict[str, Any] = {"patient": with_patient or patient()}
     for key, kind in by_key.items():
-        result[key] = searchset(*(r for r in resources if r["resourceType"] == kind))
+        result[key] = searchset(
+            *(
+                r
+                for r in resources
+                if r["resourceType"] == kind
+                and (kind != "Observation" or (key == "weight") == _is_weight(r))
+            )
+        )
     return result
 
 
-def picture(*resources: dict, now: datetime = NOW, **patient_fields: Any) -> PatientPicture:
+def _is_weight(resource: dict) -> bool:
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, dict) and c.get("code") in WEIGHT_CODES for c in codings
+    )
+
+
+def picture(
+    *resources: dict,
+    now: datetime = NOW,
+    unavailable: frozenset[str] = frozenset(),
+    **patient_fields: Any,
+) -> PatientPicture:
     """The picture the service would build from a prefetch of `resources`."""
     return build_picture(
         prefetch(*resources, with_patient=patient(**patient_fields)),
         patient_fields.get("patient_id", PATIENT_ID),
         now,
         KNOWLEDGE.value_sets,
+        unavailable,
     )
+
+
+ENGINE = Engine(KNOWLEDGE.thresholds, KNOWLEDGE.dosing)
+
+
+def params(topic: str) -> Params:
+    """A topic's rule parameters as the engine passes them."""
+    return Params(KNOWLEDGE.thresholds[topic], KNOWLEDGE.thresholds, KNOWLEDGE.dosing)
+
+
+def findings(*resources: dict, **kwargs: Any) -> dict[str, Finding]:
+    """The engine's findings for an RLS patient with `resources`, by topic."""
+    found = ENGINE.patient_view(picture(rls(), *resources, **kwargs))
+    return {f.topic: f for f in found}
 
 
 def hook_request(prefetch_value: dict | None = None, **overrides: Any) -> dict:

@@ -19,8 +19,8 @@ EXPECTED_TOPICS = {
     "rls-normal-iron": [],
     "rls-no-iron-studies": ["iron-studies-due"],
     "no-rls": [],
-    "rls-ckd": ["iron-below-target"],
-    "rls-antihistamine": ["iron-below-target"],
+    "rls-ckd": ["iron-below-target", "kidney-disease"],
+    "rls-antihistamine": ["iron-below-target", "sedating-antihistamine"],
 }
 
 

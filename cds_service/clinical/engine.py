@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from cds_service.clinical.dosing import DrugDosing
 from cds_service.clinical.findings import Finding
 from cds_service.clinical.picture import PatientPicture
-from cds_service.clinical.rules import iron
+from cds_service.clinical.rules import conditions, iron, kidney, medications, pregnancy
+from cds_service.clinical.rules.common import Params
 
-Check = Callable[[PatientPicture, Mapping[str, float]], list[Finding]]
+Check = Callable[[PatientPicture, Params], list[Finding]]
 
 
 @dataclass(frozen=True)
@@ -26,24 +28,50 @@ class Rule:
 
 #: The gate (active RLS) reads conditions; without them no rule can run.
 GATE_NEEDS = frozenset({"conditions"})
+MEDS = frozenset({"medications"})
+LABS = frozenset({"labs"})
+NONE: frozenset[str] = frozenset()
 
-PATIENT_VIEW_RULES: Mapping[str, Rule] = {
-    "iron-studies-due": Rule(iron.studies_due, frozenset({"labs"})),
-    "iron-below-target": Rule(iron.below_target, frozenset({"labs", "conditions"})),
-}
+
+def patient_view_rules(dosing: Mapping[str, DrugDosing]) -> dict[str, Rule]:
+    """Every patient-view topic's rule, in contract order (topics.md)."""
+    return {
+        "iron-studies-due": Rule(iron.studies_due, LABS),
+        "iron-below-target": Rule(iron.below_target, LABS),
+        "renal-function-due": Rule(kidney.renal_function_due, LABS),
+        "kidney-disease": Rule(kidney.kidney_disease, LABS),
+        "gabapentinoid-renal-dose": Rule(kidney.GabapentinoidDose(dosing).check, LABS | MEDS),
+        "pregnancy": Rule(pregnancy.pregnancy, NONE),
+        "neuropathy-or-radiculopathy": Rule(conditions.neuropathy_or_radiculopathy, NONE),
+        "sedating-antihistamine": Rule(medications.sedating_antihistamine, MEDS),
+        "serotonergic-antidepressant": Rule(medications.serotonergic_antidepressant, MEDS),
+        "antipsychotic": Rule(medications.antipsychotic, MEDS),
+        "dopamine-antagonist-antiemetic": Rule(medications.dopamine_antagonist_antiemetic, MEDS),
+        "dopamine-agonist-augmentation": Rule(medications.dopamine_agonist_augmentation, MEDS),
+        "venous-insufficiency": Rule(conditions.venous_insufficiency, NONE),
+        "peripheral-arterial-disease": Rule(conditions.peripheral_arterial_disease, NONE),
+        "prior-dvt": Rule(conditions.prior_dvt, NONE),
+    }
 
 
 class Engine:
-    """The patient-view rules bound to their thresholds from the card definitions."""
+    """The patient-view rules bound to their thresholds and dose tables from the cards."""
 
-    def __init__(self, thresholds: Mapping[str, Mapping[str, float]]):
-        missing = set(PATIENT_VIEW_RULES) - set(thresholds)
-        unruled = set(thresholds) - set(PATIENT_VIEW_RULES)
+    def __init__(
+        self,
+        thresholds: Mapping[str, Mapping[str, float]],
+        dosing: Mapping[str, DrugDosing],
+    ):
+        self._rules = patient_view_rules(dosing)
+        missing = set(self._rules) - set(thresholds)
+        unruled = set(thresholds) - set(self._rules)
         if missing or unruled:
             raise ValueError(
                 f"rules without cards: {sorted(missing)}; cards without rules: {sorted(unruled)}"
             )
-        self._thresholds = thresholds
+        self._params = {
+            topic: Params(thresholds[topic], thresholds, dosing) for topic in self._rules
+        }
 
     def patient_view(self, picture: PatientPicture) -> list[Finding]:
         """Findings for a chart opening; none unless the patient has active RLS.
@@ -54,7 +82,7 @@ class Engine:
         if GATE_NEEDS & picture.unavailable or not picture.has_rls:
             return []
         findings: list[Finding] = []
-        for topic, rule in PATIENT_VIEW_RULES.items():
+        for topic, rule in self._rules.items():
             if not rule.needs & picture.unavailable:
-                findings.extend(rule.check(picture, self._thresholds[topic]))
+                findings.extend(rule.check(picture, self._params[topic]))
         return findings

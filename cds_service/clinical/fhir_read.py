@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
 Text = Annotated[str, StringConstraints(max_length=10_000)]
 
@@ -92,10 +92,38 @@ class Observation(PatientData):
     effectivePeriod: Period | None = None
     issued: Text | None = None
     valueQuantity: Quantity | None = None
+    valueCodeableConcept: CodeableConcept | None = None
+    valueString: Text | None = None
+
+
+class Range(_Element):
+    low: Quantity | None = None
+    high: Quantity | None = None
+
+
+class DoseAndRate(_Element):
+    doseQuantity: Quantity | None = None
+    doseRange: Range | None = None
+
+
+class TimingRepeat(_Element):
+    frequency: int | None = None
+    frequencyMax: int | None = None
+    period: float | None = None
+    periodMax: float | None = None
+    periodUnit: Text | None = None
+
+
+class Timing(_Element):
+    repeat: TimingRepeat | None = None
+    code: CodeableConcept | None = None
 
 
 class Dosage(_Element):
     text: Text | None = None
+    timing: Timing | None = None
+    asNeededBoolean: bool | None = None
+    doseAndRate: list[DoseAndRate] = Field(default_factory=list, max_length=20)
 
 
 class Medication(Resource):
@@ -109,6 +137,8 @@ class MedicationUse(PatientData):
     medicationCodeableConcept: CodeableConcept | None = None
     medicationReference: Reference | None = None
     contained: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    _raw: dict[str, Any] | None = PrivateAttr(default=None)
+    """The resource as received, kept so a suggestion can update it as a whole (spec 29)."""
 
     def contained_medication(self, reference: str) -> Medication | None:
         """The contained Medication a ``#id`` reference points at, if it reads."""
@@ -119,6 +149,21 @@ class MedicationUse(PatientData):
                 except ValidationError:
                     return None
         return None
+
+
+class ServiceRequest(PatientData):
+    status: Text
+    code: CodeableConcept | None = None
+    authoredOn: Text | None = None
+    occurrenceDateTime: Text | None = None
+    occurrencePeriod: Period | None = None
+
+
+class Procedure(PatientData):
+    status: Text
+    code: CodeableConcept | None = None
+    performedDateTime: Text | None = None
+    performedPeriod: Period | None = None
 
 
 class MedicationRequest(MedicationUse):
@@ -140,4 +185,6 @@ MODELS: dict[str, type[Resource]] = {
     "MedicationRequest": MedicationRequest,
     "MedicationStatement": MedicationStatement,
     "Medication": Medication,
+    "ServiceRequest": ServiceRequest,
+    "Procedure": Procedure,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,18 @@ class DataPoint:
     value: str
     when: datetime | None
     source: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A medication order a suggestion acts on: delete it, or replace it with `update`."""
+
+    reference: str
+    """``MedicationRequest/<id>``."""
+    name: str
+    update: Mapping[str, Any] | None = field(default=None, compare=False)
+    """The whole order as it should read after an update action (spec: update carries the
+    whole resource)."""
 
 
 @dataclass(frozen=True)
@@ -29,3 +42,5 @@ class Finding:
     """Suggestion keys to offer; None means the variant's own list."""
     notes: tuple[str, ...] = ()
     """Caveats the card must state (missing TSAT, suggestion withheld, ...)."""
+    targets: tuple[Target, ...] = ()
+    """Orders that delete and update actions act on."""

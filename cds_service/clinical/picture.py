@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
 
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.dates import age_in_years, parse_date, parse_datetime
@@ -20,13 +20,38 @@ from cds_service.clinical.terminology import UCUM, ValueSet
 from cds_service.clinical.units import CANONICAL, canonical_unit, to_canonical
 
 RLS = "rls"
+#: Value sets each kind of resource is matched against (knowledge.py checks they exist).
+CONDITION_VALUE_SETS = (
+    "rls", "esrd-dialysis", "dialysis", "ckd-stage-3-5", "pregnancy", "neuropathy",
+    "radiculopathy-spine", "venous-insufficiency", "peripheral-arterial-disease",
+    "dvt-history", "dvt-acute",
+)  # fmt: skip
+MEDICATION_VALUE_SETS = (
+    "sedating-antihistamine", "dopamine-antagonist-antiemetic", "antipsychotic",
+    "serotonergic-antidepressant", "dopamine-agonist", "gabapentin", "pregabalin",
+    "gabapentin-enacarbil",
+)  # fmt: skip
+ORDER_VALUE_SETS = (
+    "order-iron-studies", "order-kidney-function", "order-venous-duplex",
+    "order-nerve-conduction", "order-ankle-brachial-index",
+)  # fmt: skip
+PREGNANCY_TEST = "pregnancy-test"
+PREGNANCY_POSITIVE = "pregnancy-positive"
+PREGNANCY_NEGATIVE = "pregnancy-negative"
+REQUIRED_VALUE_SETS = (
+    *CONDITION_VALUE_SETS, *MEDICATION_VALUE_SETS, *ORDER_VALUE_SETS,
+    PREGNANCY_TEST, PREGNANCY_POSITIVE, PREGNANCY_NEGATIVE, *CANONICAL,
+)  # fmt: skip
 USABLE_LAB_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 ACTIVE_REQUEST = frozenset({"active", "on-hold"})
 ACTIVE_STATEMENT = frozenset({"active", "intended"})
+PENDING_ORDER = frozenset({"active", "on-hold"})
+PENDING_PROCEDURE = frozenset({"preparation", "in-progress"})
 #: How far in the future a lab may be dated and still count (clock skew between systems).
 FUTURE_TOLERANCE = timedelta(days=1)
+_UNDATED = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -57,6 +82,13 @@ class ConditionFact:
     active: bool
     recorded: datetime | None
     source: str
+    clinical_status: str | None = None
+    onset: datetime | None = None
+
+    @property
+    def since(self) -> datetime | None:
+        """When the condition began, or failing that when it was recorded."""
+        return self.onset or self.recorded
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,35 @@ class MedicationFact:
     name: str
     value_sets: frozenset[str]
     status: str
+    source: str
+    when: datetime | None = None
+    dosages: tuple[fr.Dosage, ...] = ()
+    raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    """The MedicationRequest as received, for an update suggestion; None for statements."""
+
+    @property
+    def is_request(self) -> bool:
+        return self.source.startswith("MedicationRequest/")
+
+
+@dataclass(frozen=True)
+class OrderFact:
+    """A test or procedure on the record: ordered and pending, or done."""
+
+    name: str
+    value_sets: frozenset[str]
+    state: Literal["pending", "done"]
+    when: datetime | None
+    source: str
+
+
+@dataclass(frozen=True)
+class PregnancyResult:
+    """A pregnancy test or pregnancy-status observation read as positive or negative."""
+
+    positive: bool
+    when: datetime
+    name: str
     source: str
 
 
@@ -81,8 +142,10 @@ class PatientPicture:
     medications: tuple[MedicationFact, ...]
     labs: Mapping[str, tuple[LabResult, ...]] = field(repr=False)
     report: ReadReport = field(repr=False, compare=False)
+    orders: tuple[OrderFact, ...] = ()
+    pregnancy_results: tuple[PregnancyResult, ...] = ()
     unavailable: frozenset[str] = frozenset()
-    """Kinds of data (patient, conditions, labs, medications) that could not be read."""
+    """Kinds of data (patient, conditions, labs, medications, ...) that could not be read."""
 
     @property
     def has_rls(self) -> bool:
@@ -91,6 +154,23 @@ class PatientPicture:
 
     def active_conditions(self, value_set: str) -> list[ConditionFact]:
         return [c for c in self.conditions if c.active and value_set in c.value_sets]
+
+    def conditions_in(self, value_set: str) -> list[ConditionFact]:
+        """Every recorded (not refuted) condition in the set, whatever its clinical status."""
+        return [c for c in self.conditions if value_set in c.value_sets]
+
+    def medications_in(self, value_set: str) -> list[MedicationFact]:
+        return [m for m in self.medications if value_set in m.value_sets]
+
+    def order_on_record(self, value_set: str, within: timedelta) -> OrderFact | None:
+        """The newest order in the set that is pending or done within `within`, if any."""
+        earliest = self.now - within
+        found = [
+            o
+            for o in self.orders
+            if value_set in o.value_sets and (o.when is None or o.when >= earliest)
+        ]
+        return max(found, key=lambda o: o.when or _UNDATED, default=None)
 
     def latest(self, analyte: str, within: timedelta) -> LabResult | None:
         """The newest value dated within `within` before now.
@@ -127,6 +207,7 @@ def build_picture(
     sex = res.patient.gender if res.patient and res.patient.gender in ("female", "male") else None
     birth = parse_date(res.patient.birthDate) if res.patient else None
     labs = _read_labs(res.observations, value_sets, report)
+    pregnancy = tuple(_read_pregnancy_results(res.observations, value_sets, report))
     _add_computed_tsat(labs)
     _add_computed_egfr(labs, birth, sex)  # type: ignore[arg-type]
     return PatientPicture(
@@ -134,14 +215,24 @@ def build_picture(
         now=now,
         sex=sex,  # type: ignore[arg-type]
         birth_date=birth,
-        conditions=tuple(_read_conditions(res.conditions, value_sets, report)),
-        medications=tuple(_read_medications(res, value_sets, report)),
+        conditions=tuple(
+            _read_conditions(res.conditions, _subset(value_sets, CONDITION_VALUE_SETS), report)
+        ),
+        medications=tuple(
+            _read_medications(res, _subset(value_sets, MEDICATION_VALUE_SETS), report)
+        ),
+        orders=tuple(_read_orders(res, _subset(value_sets, ORDER_VALUE_SETS), report)),
+        pregnancy_results=pregnancy,
         labs={
             k: tuple(sorted(v, key=lambda r: r.effective, reverse=True)) for k, v in labs.items()
         },
         report=report,
         unavailable=unavailable,
     )
+
+
+def _subset(value_sets: Mapping[str, ValueSet], ids: Iterable[str]) -> dict[str, ValueSet]:
+    return {vs_id: value_sets[vs_id] for vs_id in ids if vs_id in value_sets}
 
 
 def _members(
@@ -178,8 +269,10 @@ def _read_conditions(
             name=condition.code.label() or "unnamed condition",
             value_sets=frozenset(_members(value_sets, [condition.code])),
             active=clinical is None or clinical in ACTIVE_CLINICAL,
-            recorded=parse_datetime(condition.recordedDate or condition.onsetDateTime),
+            recorded=parse_datetime(condition.recordedDate),
             source=f"Condition/{condition.id}",
+            clinical_status=clinical,
+            onset=parse_datetime(condition.onsetDateTime),
         )
 
 
@@ -192,17 +285,13 @@ def _read_labs(
             (a for a in CANONICAL if a in value_sets and _codes_in(value_sets[a], obs.code)), None
         )
         if analyte is None:
-            report.ignore("Observation", "not-a-lab-we-use")
+            if not _codes_in_set(value_sets, PREGNANCY_TEST, obs.code):
+                report.ignore("Observation", "not-a-lab-we-use")
             continue
         if obs.status not in USABLE_LAB_STATUSES:
             report.ignore("Observation", f"status-{obs.status}")
             continue
-        when = parse_datetime(
-            obs.effectiveDateTime
-            or obs.effectiveInstant
-            or (obs.effectivePeriod.start if obs.effectivePeriod else None)
-            or obs.issued
-        )
+        when = _observed_at(obs)
         quantity = obs.valueQuantity
         if when is None or quantity is None or quantity.value is None:
             report.ignore("Observation", "no-date-or-value")
@@ -223,6 +312,51 @@ def _read_labs(
             )
         )
     return labs
+
+
+def _observed_at(obs: fr.Observation) -> datetime | None:
+    return parse_datetime(
+        obs.effectiveDateTime
+        or obs.effectiveInstant
+        or (obs.effectivePeriod.start if obs.effectivePeriod else None)
+        or obs.issued
+    )
+
+
+def _read_pregnancy_results(
+    observations: Iterable[fr.Observation], value_sets: Mapping[str, ValueSet], report: ReadReport
+) -> Iterator[PregnancyResult]:
+    """Pregnancy tests and pregnancy status, read from a coded or text answer.
+
+    A negative answer is looked for first: "not pregnant" also contains "pregnant".
+    """
+    for obs in observations:
+        if not _codes_in_set(value_sets, PREGNANCY_TEST, obs.code):
+            continue
+        if obs.status not in USABLE_LAB_STATUSES:
+            report.ignore("Observation", f"status-{obs.status}")
+            continue
+        when = _observed_at(obs)
+        answer = obs.valueCodeableConcept
+        concepts = [answer] if answer else []
+        if obs.valueString:
+            concepts.append(fr.CodeableConcept(text=obs.valueString))
+        members = _members(_subset(value_sets, (PREGNANCY_NEGATIVE, PREGNANCY_POSITIVE)), concepts)
+        if when is None or not members:
+            report.ignore("Observation", "pregnancy-result-unreadable")
+            continue
+        yield PregnancyResult(
+            positive=PREGNANCY_NEGATIVE not in members,
+            when=when,
+            name=obs.code.label() or value_sets[PREGNANCY_TEST].title,
+            source=f"Observation/{obs.id}",
+        )
+
+
+def _codes_in_set(
+    value_sets: Mapping[str, ValueSet], vs_id: str, concept: fr.CodeableConcept
+) -> bool:
+    return vs_id in value_sets and _codes_in(value_sets[vs_id], concept)
 
 
 def _canonical_value(analyte: str, quantity: fr.Quantity) -> float | None:
@@ -297,11 +431,21 @@ def _read_medications(
         if concept is None:
             report.ignore(use.resourceType, "medication-unresolved")
             continue
+        if isinstance(use, fr.MedicationRequest):
+            when, dosages, raw = use.authoredOn, use.dosageInstruction, use._raw
+        else:
+            assert isinstance(use, fr.MedicationStatement)
+            period_start = use.effectivePeriod.start if use.effectivePeriod else None
+            when = use.effectiveDateTime or period_start or use.dateAsserted
+            dosages, raw = use.dosage, None
         yield MedicationFact(
             name=concept.label() or "unnamed medication",
             value_sets=frozenset(_members(value_sets, [concept])),
             status=use.status,
             source=f"{use.resourceType}/{use.id}",
+            when=parse_datetime(when),
+            dosages=tuple(dosages),
+            raw=raw,
         )
 
 
@@ -330,3 +474,49 @@ def _medication_concept(
     else:  # "Medication/1", an absolute URL ending so, or a bundle fullUrl
         medication = medications.get(ref) or medications.get("/".join(ref.split("/")[-2:]))
     return medication.code if medication else None
+
+
+def _read_orders(
+    res: Resources, value_sets: Mapping[str, ValueSet], report: ReadReport
+) -> Iterator[OrderFact]:
+    """Tests and procedures already ordered (pending) or done, for suggestions not to repeat."""
+    for request in res.service_requests:
+        if request.code is None:
+            report.ignore("ServiceRequest", "no-code")
+            continue
+        if request.status in PENDING_ORDER:
+            state: Literal["pending", "done"] = "pending"
+            when = request.authoredOn
+        elif request.status == "completed":
+            state = "done"
+            period = request.occurrencePeriod.start if request.occurrencePeriod else None
+            when = request.occurrenceDateTime or period or request.authoredOn
+        else:
+            report.ignore("ServiceRequest", f"status-{request.status}")
+            continue
+        yield OrderFact(
+            name=request.code.label() or "unnamed order",
+            value_sets=frozenset(_members(value_sets, [request.code])),
+            state=state,
+            when=parse_datetime(when),
+            source=f"ServiceRequest/{request.id}",
+        )
+    for procedure in res.procedures:
+        if procedure.code is None:
+            report.ignore("Procedure", "no-code")
+            continue
+        if procedure.status == "completed":
+            state = "done"
+        elif procedure.status in PENDING_PROCEDURE:
+            state = "pending"
+        else:
+            report.ignore("Procedure", f"status-{procedure.status}")
+            continue
+        period = procedure.performedPeriod.start if procedure.performedPeriod else None
+        yield OrderFact(
+            name=procedure.code.label() or "unnamed procedure",
+            value_sets=frozenset(_members(value_sets, [procedure.code])),
+            state=state,
+            when=parse_datetime(procedure.performedDateTime or period),
+            source=f"Procedure/{procedure.id}",
+        )

@@ -49,6 +49,8 @@ class Resources:
     observations: tuple[fr.Observation, ...]
     medication_requests: tuple[fr.MedicationRequest, ...]
     medication_statements: tuple[fr.MedicationStatement, ...]
+    service_requests: tuple[fr.ServiceRequest, ...]
+    procedures: tuple[fr.Procedure, ...]
     medications: Mapping[str, fr.Medication]
     """Medications outside the requests, by ``Medication/<id>`` and by fullUrl."""
 
@@ -112,6 +114,8 @@ def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadRep
         observations=of(fr.Observation),
         medication_requests=of(fr.MedicationRequest),
         medication_statements=of(fr.MedicationStatement),
+        service_requests=of(fr.ServiceRequest),
+        procedures=of(fr.Procedure),
         medications=medications,
     )
 
@@ -135,6 +139,8 @@ def _parse_each(
         except (ValidationError, RecursionError):
             report.skip(kind, "malformed")
             continue
+        if isinstance(resource, fr.MedicationUse):
+            resource._raw = raw
         if identity:
             seen.add(identity)
         report.read[kind] += 1

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 CREATININE_UMOL_PER_MG_DL = 88.4
 IRON_UMOL_PER_UG_DL = 0.1791
 FERRITIN_PMOL_PER_NG_ML = 2.247
+KG_PER_LB = 0.45359237
 
 #: Canonical unit of each analyte (keyed by value-set id) and the factor that turns a
 #: value in another unit into the canonical one.
@@ -55,6 +56,10 @@ CANONICAL: Mapping[str, tuple[str, Mapping[str, float]]] = {
             "ml/min/{1.73m2}": 1.0,
             "ml/min/1.73m^2": 1.0,
         },
+    ),
+    "body-weight": (
+        "kg",
+        {"kg": 1.0, "g": 0.001, "[lb_av]": KG_PER_LB, "lb": KG_PER_LB, "lbs": KG_PER_LB},
     ),
 }
 

@@ -22,15 +22,6 @@ USER_TOKENS = {
     "RelatedPerson": "userRelatedPersonId",
 }
 
-#: What kind of data each FHIR resource type a template fetches gives the rules.
-CATEGORY = {
-    "Patient": "patient",
-    "Condition": "conditions",
-    "Observation": "labs",
-    "MedicationRequest": "medications",
-    "MedicationStatement": "medications",
-}
-
 
 class TemplateError(ValueError):
     """Raised when a template names a token the request cannot fill."""
@@ -73,11 +64,6 @@ def unsatisfied(templates: Mapping[str, str], prefetch: Mapping[str, Any] | None
 def resource_type(template: str) -> str:
     """The FHIR resource type a template reads or searches."""
     return template.split("?", 1)[0].split("/", 1)[0]
-
-
-def category(template: str) -> str | None:
-    """The kind of data (patient, conditions, labs, medications) a template fetches."""
-    return CATEGORY.get(resource_type(template))
 
 
 def _is_outcome(value: Any) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cds_service.clinical.picture import PREGNANCY_TEST
 from cds_service.clinical.terminology import LOINC, ValueSet
 from cds_service.clinical.units import CANONICAL
 
@@ -17,6 +18,31 @@ ORDER_SELECT = "rls-order-select"
 ORDER_SIGN = "rls-order-sign"
 #: Labs per search page; the client follows next links up to RLS_CDS_FHIR_MAX_PAGES pages.
 LAB_PAGE_SIZE = 100
+ORDER_PAGE_SIZE = 100
+#: Order value sets that are procedures (the lab ones are found as ServiceRequests).
+PROCEDURE_VALUE_SETS = (
+    "order-venous-duplex",
+    "order-nerve-conduction",
+    "order-ankle-brachial-index",
+)
+WEIGHT = "body-weight"
+
+#: The kind of data each prefetch key gives the rules: a key that cannot be read makes its
+#: kind unavailable, and the rules that need that kind stay silent.
+PREFETCH_KINDS: Mapping[str, str] = {
+    "patient": "patient",
+    "conditions": "conditions",
+    "labs": "labs",
+    "weight": "weight",
+    "medicationRequests": "medications",
+    "medicationStatements": "medications",
+    "serviceRequests": "orders",
+    "procedures": "orders",
+}
+#: Keys the rules can do without: when the EHR does not prefetch them and names no FHIR
+#: server, the hook still answers (Cockcroft-Gault falls back to eGFR; suggestions are not
+#: checked against orders on record) instead of failing with 412.
+OPTIONAL_KEYS = frozenset({"weight", "serviceRequests", "procedures"})
 
 
 @dataclass(frozen=True)
@@ -28,6 +54,11 @@ class ServiceDefinition:
     title: str
     description: str
     prefetch: Mapping[str, str]
+
+    @staticmethod
+    def kind(key: str) -> str | None:
+        """The kind of data (see PREFETCH_KINDS) a prefetch key holds."""
+        return PREFETCH_KINDS.get(key)
 
     def discovery_entry(self, demo: bool) -> dict:
         description = self.description
@@ -43,25 +74,44 @@ class ServiceDefinition:
 
 
 def prefetch_templates(value_sets: Mapping[str, ValueSet]) -> dict[str, str]:
-    """Templates for the patient, conditions, labs (by LOINC) and active medications."""
-    loinc_codes = [
-        code
-        for analyte in CANONICAL
-        if analyte in value_sets
-        for code in value_sets[analyte].codes_for(LOINC)
-    ]
+    """Templates for the patient, conditions, labs, weight, medications and orders.
+
+    Lab and order queries list the codes of their value sets, so adding a code to a value set
+    also adds it to the query.
+    """
+    lab_sets = [a for a in CANONICAL if a != WEIGHT] + [PREGNANCY_TEST]
     patient = "{{context.patientId}}"
     return {
         "patient": f"Patient/{patient}",
         "conditions": f"Condition?patient={patient}",
-        "labs": f"Observation?patient={patient}&code="
-        + ",".join(f"{LOINC}|{code}" for code in loinc_codes)
-        + f"&_sort=-date&_count={LAB_PAGE_SIZE}",
+        "labs": f"Observation?patient={patient}&code={_loinc(value_sets, lab_sets)}"
+        f"&_sort=-date&_count={LAB_PAGE_SIZE}",
+        "weight": f"Observation?patient={patient}&code={_loinc(value_sets, [WEIGHT])}"
+        "&_sort=-date&_count=1",
         "medicationRequests": f"MedicationRequest?patient={patient}&status=active,on-hold",
         "medicationStatements": (
             f"MedicationStatement?patient={patient}&status=active,intended,unknown"
         ),
+        "serviceRequests": (
+            f"ServiceRequest?patient={patient}&status=active,on-hold,completed"
+            f"&_sort=-authored&_count={ORDER_PAGE_SIZE}"
+        ),
+        "procedures": (
+            f"Procedure?patient={patient}&code={_any_system(value_sets, PROCEDURE_VALUE_SETS)}"
+            f"&_sort=-date&_count={ORDER_PAGE_SIZE}"
+        ),
     }
+
+
+def _loinc(value_sets: Mapping[str, ValueSet], ids: list[str]) -> str:
+    codes = [code for i in ids if i in value_sets for code in value_sets[i].codes_for(LOINC)]
+    return ",".join(f"{LOINC}|{code}" for code in dict.fromkeys(codes))
+
+
+def _any_system(value_sets: Mapping[str, ValueSet], ids: tuple[str, ...]) -> str:
+    """Every member of the sets as system|code (procedures come coded in CPT or SNOMED)."""
+    pairs = [f"{c.system}|{c.code}" for i in ids if i in value_sets for c in value_sets[i].concepts]
+    return ",".join(dict.fromkeys(pairs))
 
 
 def build_services(value_sets: Mapping[str, ValueSet]) -> dict[str, ServiceDefinition]:

@@ -173,7 +173,18 @@ def test_contained_and_referenced_medications_are_read(fhir_server):
     assert outcome.report.read["MedicationRequest"] == 2
     assert outcome.report.read["Medication"] == 1
     assert "MedicationRequest:medication-unresolved" not in outcome.report.ignored
-    assert [c["source"]["topic"]["code"] for c in outcome.response["cards"]] == ["iron-studies-due"]
+    cards = outcome.response["cards"]
+    assert [c["source"]["topic"]["code"] for c in cards] == [
+        "sedating-antihistamine",
+        "iron-studies-due",
+        "renal-function-due",
+    ]
+    assert "Hydroxyzine 25 mg and Diphenhydramine 50 mg" in cards[0]["detail"]
+    stop = next(s for s in cards[0]["suggestions"] if s["label"].startswith("Stop it without"))
+    assert sorted(a["resourceId"] for a in stop["actions"]) == [
+        f"MedicationRequest/{who}-mr-contained",
+        f"MedicationRequest/{who}-mr-referenced",
+    ]
 
 
 def test_fhir_server_down_is_412(fhir_server):
@@ -234,7 +245,7 @@ def test_request_files_still_work_with_no_fhir_server(service):
     """The shipped example requests carry full prefetch and need no FHIR server."""
     body = json.loads(Path(REQUESTS / "patient-view-rls-ckd.json").read_text())
     response = requests.post(f"{service}{HOOK}", json=body, timeout=30)
-    assert topics(response) == ["iron-below-target"]
+    assert topics(response) == ["iron-below-target", "kidney-disease"]
 
 
 def test_check_prints_cards_and_a_report_of_each_query(capsys, fhir_server):

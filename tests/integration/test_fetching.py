@@ -49,7 +49,14 @@ def serve_record(fhir, *resources: dict, status: int = 200) -> None:
     for resource in resources:
         by_type.setdefault(resource["resourceType"], []).append(resource)
     fhir.get(f"{FHIR}/Patient/{b.PATIENT_ID}", json=b.patient(), status=status)
-    for kind in ("Condition", "Observation", "MedicationRequest", "MedicationStatement"):
+    for kind in (
+        "Condition",
+        "Observation",
+        "MedicationRequest",
+        "MedicationStatement",
+        "ServiceRequest",
+        "Procedure",
+    ):
         fhir.get(f"{FHIR}/{kind}", json=b.searchset(*by_type.get(kind, [])), status=status)
 
 
@@ -70,7 +77,7 @@ def fetched_paths(fhir) -> list[str]:
     return sorted(urlsplit(call.request.url).path.removeprefix("/fhir/") for call in fhir.calls)
 
 
-RECORD = (b.rls(), b.observation(b.FERRITIN, 38, "ng/mL"))
+RECORD = (b.rls(), b.observation(b.FERRITIN, 38, "ng/mL"), b.kidney_ok())
 
 
 def test_without_prefetch_everything_is_fetched_with_the_bearer_token(client, fhir):
@@ -83,7 +90,10 @@ def test_without_prefetch_everything_is_fetched_with_the_bearer_token(client, fh
         "MedicationRequest",
         "MedicationStatement",
         "Observation",
+        "Observation",
         f"Patient/{b.PATIENT_ID}",
+        "Procedure",
+        "ServiceRequest",
     ]
     for made in fhir.calls:
         assert made.request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -93,7 +103,7 @@ def test_without_prefetch_everything_is_fetched_with_the_bearer_token(client, fh
 def test_labs_query_is_the_rendered_template(client, fhir):
     serve_record(fhir, *RECORD)
     call(client, None)
-    (labs,) = [c.request.url for c in fhir.calls if "/Observation" in c.request.url]
+    (labs,) = [c.request.url for c in fhir.calls if "2276-4" in c.request.url]
     query = parse_qs(urlsplit(labs).query)
     assert query["patient"] == [b.PATIENT_ID]
     assert "http://loinc.org|2276-4" in query["code"][0].split(",")
@@ -130,7 +140,16 @@ def test_refused_by_the_fhir_server_is_412_naming_the_keys(client, fhir, status)
     response = call(client, None)
     assert response.status_code == 412
     named = {detail["prefetch"] for detail in response.get_json()["details"]}
-    assert named == {"patient", "conditions", "labs", "medicationRequests", "medicationStatements"}
+    assert named == {
+        "patient",
+        "conditions",
+        "labs",
+        "weight",
+        "medicationRequests",
+        "medicationStatements",
+        "serviceRequests",
+        "procedures",
+    }
     assert TOKEN not in response.get_data(as_text=True)
 
 

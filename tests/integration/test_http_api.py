@@ -57,7 +57,9 @@ class TestDiscovery:
 
 class TestPatientView:
     def test_rls_with_low_ferritin_gets_iron_card(self, client):
-        body = b.hook_request(b.prefetch(b.rls(), b.observation(b.FERRITIN, 38, "ng/mL")))
+        body = b.hook_request(
+            b.prefetch(b.rls(), b.kidney_ok(), b.observation(b.FERRITIN, 38, "ng/mL"))
+        )
         response = post_json(client, HOOK_URL, body)
         assert response.status_code == 200
         (card,) = response.get_json()["cards"]
@@ -77,7 +79,7 @@ class TestPatientView:
         response = post_json(client, HOOK_URL, b.hook_request(prefetch))
         assert response.status_code == 200
         topics = [c["source"]["topic"]["code"] for c in response.get_json()["cards"]]
-        assert topics == ["iron-studies-due"]
+        assert topics == ["iron-studies-due", "renal-function-due"]
 
     def test_unknown_top_level_keys_and_extensions_are_ignored(self, client):
         body = b.hook_request(extension={"com.example.x": 1}, somethingNew=[1, 2])
@@ -95,7 +97,7 @@ class TestPatientView:
         broken = b.observation(b.FERRITIN, 10, "ng/mL")
         broken["code"] = "not-a-codeable-concept"
         good = b.observation(b.FERRITIN, 38, "ng/mL")
-        body = b.hook_request(b.prefetch(b.rls(), broken, good))
+        body = b.hook_request(b.prefetch(b.rls(), b.kidney_ok(), broken, good))
         (card,) = post_json(client, HOOK_URL, body).get_json()["cards"]
         assert "38 ng/mL" in card["summary"]
 
@@ -121,6 +123,7 @@ class TestLogging:
         resources = [
             b.rls(patient_id=who),
             b.observation(b.FERRITIN, 37.123, "ng/mL", patient_id=who),
+            b.kidney_ok(patient_id=who),
             {**b.observation(b.FERRITIN, 1, "ng/mL", patient_id=who), "code": "broken"},
         ]
         body = b.hook_request(

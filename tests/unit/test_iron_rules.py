@@ -8,13 +8,13 @@ import pytest
 
 from cds_service.clinical.engine import Engine
 from cds_service.clinical.picture import LabResult
-from cds_service.clinical.rules import iron
+from cds_service.clinical.rules import common, iron
 from tests import builders as b
 from tests.builders import ICD10CM, KNOWLEDGE
 
-ENGINE = Engine({t: c.thresholds for t, c in KNOWLEDGE.cards.items()})
-BELOW = KNOWLEDGE.cards["iron-below-target"].thresholds
-DUE = KNOWLEDGE.cards["iron-studies-due"].thresholds
+ENGINE = b.ENGINE
+BELOW = b.params("iron-below-target")
+DUE = b.params("iron-studies-due")
 RECENT = "2026-10-15T08:00:00Z"
 OLD = "2025-06-01T08:00:00Z"
 
@@ -154,7 +154,7 @@ class TestComparators:
          (100, ">=", False), (100.1, None, False)],
     )  # fmt: skip
     def test_at_most(self, value, comparator, expected):
-        assert iron.at_most(self.lab(value, comparator), 100) is expected
+        assert common.at_most(self.lab(value, comparator), 100) is expected
 
     @pytest.mark.parametrize(
         ("value", "comparator", "expected"),
@@ -162,7 +162,7 @@ class TestComparators:
          (10, ">", False), (10, ">=", False)],
     )  # fmt: skip
     def test_below(self, value, comparator, expected):
-        assert iron.below(self.lab(value, comparator), 20) is expected
+        assert common.below(self.lab(value, comparator), 20) is expected
 
 
 class TestStudiesDue:
@@ -241,7 +241,7 @@ class TestEngine:
 
     def test_both_iron_topics_can_fire_together(self):
         """No ferritin but TSAT 15: studies are due and iron is below target."""
-        found = ENGINE.patient_view(b.picture(b.rls(), tsat(15)))
+        found = ENGINE.patient_view(b.picture(b.rls(), b.kidney_ok(), tsat(15)))
         assert [(f.topic, f.variant) for f in found] == [
             ("iron-studies-due", "never"),
             ("iron-below-target", "oral-or-iv"),
@@ -250,9 +250,9 @@ class TestEngine:
     @pytest.mark.parametrize("thresholds", [{}, {"iron-studies-due": DUE}])
     def test_rule_without_a_card_is_a_start_up_error(self, thresholds):
         with pytest.raises(ValueError, match="rules without cards"):
-            Engine(thresholds)
+            Engine(thresholds, KNOWLEDGE.dosing)
 
     def test_card_without_a_rule_is_a_start_up_error(self):
-        thresholds = {t: c.thresholds for t, c in KNOWLEDGE.cards.items()} | {"made-up": {}}
+        thresholds = KNOWLEDGE.thresholds | {"made-up": {}}
         with pytest.raises(ValueError, match="made-up"):
-            Engine(thresholds)
+            Engine(thresholds, KNOWLEDGE.dosing)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cds_service.cards import CardRenderer
-from cds_service.clinical.engine import PATIENT_VIEW_RULES
+from cds_service.clinical.engine import patient_view_rules
 from cds_service.knowledge import Knowledge, KnowledgeError
 from cds_service.resources import shipped_dir
 
@@ -31,12 +31,28 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def test_shipped_knowledge_loads_with_a_rule_for_every_card():
     knowledge = Knowledge.load(CARDS)
-    assert list(knowledge.cards) == list(PATIENT_VIEW_RULES)
+    assert list(knowledge.cards) == list(patient_view_rules(knowledge.dosing))
     CardRenderer(knowledge)  # builds and validates every suggestion resource
 
 
 def test_cards_are_in_contract_order():
-    assert list(Knowledge.load(CARDS).cards) == ["iron-studies-due", "iron-below-target"]
+    assert list(Knowledge.load(CARDS).cards) == [
+        "iron-studies-due",
+        "iron-below-target",
+        "renal-function-due",
+        "kidney-disease",
+        "gabapentinoid-renal-dose",
+        "pregnancy",
+        "neuropathy-or-radiculopathy",
+        "sedating-antihistamine",
+        "serotonergic-antidepressant",
+        "antipsychotic",
+        "dopamine-antagonist-antiemetic",
+        "dopamine-agonist-augmentation",
+        "venous-insufficiency",
+        "peripheral-arterial-disease",
+        "prior-dvt",
+    ]
 
 
 @pytest.mark.parametrize(

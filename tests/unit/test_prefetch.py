@@ -6,7 +6,6 @@ import pytest
 
 from cds_service.hooks.prefetch import (
     TemplateError,
-    category,
     render,
     resource_type,
     token_values,
@@ -88,14 +87,13 @@ class TestUnsatisfied:
 
 
 @pytest.mark.parametrize(
-    ("template", "kind", "data"),
+    ("template", "kind"),
     [
-        ("Patient/{{context.patientId}}", "Patient", "patient"),
-        ("Observation?patient=1&code=a|b", "Observation", "labs"),
-        ("MedicationStatement?patient=1", "MedicationStatement", "medications"),
-        ("Encounter/{{context.encounterId}}", "Encounter", None),
+        ("Patient/{{context.patientId}}", "Patient"),
+        ("Observation?patient=1&code=a|b", "Observation"),
+        ("MedicationStatement?patient=1", "MedicationStatement"),
+        ("Encounter/{{context.encounterId}}", "Encounter"),
     ],
 )
-def test_template_resource_type_and_category(template, kind, data):
+def test_template_resource_type(template, kind):
     assert resource_type(template) == kind
-    assert category(template) == data

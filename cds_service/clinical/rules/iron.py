@@ -8,22 +8,34 @@ only decides which variant applies. In end-stage kidney disease or dialysis the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
 
-from cds_service.clinical.findings import DataPoint, Finding
+from cds_service.clinical.findings import Finding
 from cds_service.clinical.picture import LabResult, PatientPicture
+from cds_service.clinical.rules.common import (
+    Params,
+    at_most,
+    below,
+    data_point,
+    format_lab,
+    lab_points,
+)
+from cds_service.clinical.rules.pregnancy import is_pregnant
 
 Thresholds = Mapping[str, float]
 
 FERRITIN = "ferritin"
 TSAT = "transferrin-saturation"
 ESRD = "esrd-dialysis"
+ORDER_IRON = "order-iron-studies"
 
 
-def studies_due(picture: PatientPicture, t: Thresholds) -> list[Finding]:
-    """`iron-studies-due`: no ferritin within the recency window."""
-    window = timedelta(days=t["recent_days"])
+def studies_due(picture: PatientPicture, t: Params) -> list[Finding]:
+    """`iron-studies-due`: no ferritin within the recency window, and none ordered."""
+    window = t.window()
     if picture.latest(FERRITIN, window) is not None:
+        return []
+    order = picture.order_on_record(ORDER_IRON, window)
+    if order is not None and order.state == "pending":
         return []
     older = next(iter(picture.on_record(FERRITIN)), None)
     if older is None:
@@ -38,14 +50,17 @@ def studies_due(picture: PatientPicture, t: Thresholds) -> list[Finding]:
     ]
 
 
-def below_target(picture: PatientPicture, t: Thresholds) -> list[Finding]:
-    """`iron-below-target`: ferritin or TSAT below the RLS target (ESRD targets on dialysis)."""
-    window = timedelta(days=t["recent_days"])
+def below_target(picture: PatientPicture, t: Params) -> list[Finding]:
+    """`iron-below-target`: ferritin or TSAT below the RLS target (ESRD targets on dialysis,
+    pregnancy targets in pregnancy)."""
+    window = t.window()
     ferritin = picture.latest(FERRITIN, window)
     tsat = picture.latest(TSAT, window)
     esrd = picture.active_conditions(ESRD)
     if esrd:
         return _below_target_esrd(ferritin, tsat, esrd[0].name, t)
+    if is_pregnant(picture, t):
+        return _below_target_pregnancy(ferritin, tsat, t)
     ferritin_low = ferritin is not None and at_most(ferritin, t["ferritin_iv_max"])
     tsat_low = tsat is not None and below(tsat, t["tsat_low"])
     if not (ferritin_low or tsat_low):
@@ -65,6 +80,18 @@ def below_target(picture: PatientPicture, t: Thresholds) -> list[Finding]:
         )
         suggestions = ("oral-iron",) if variant == "oral-or-iv" else ()
     return [_finding(variant, ferritin, tsat, notes, suggestions)]
+
+
+def _below_target_pregnancy(
+    ferritin: LabResult | None, tsat: LabResult | None, t: Thresholds
+) -> list[Finding]:
+    """IRLSSG pregnancy consensus: oral iron below ferritin 75; IV iron is for the 2nd and
+    3rd trimester only, with obstetrics, so it is never a one-click suggestion here."""
+    ferritin_low = ferritin is not None and below(ferritin, t["pregnancy_ferritin_below"])
+    tsat_low = tsat is not None and below(tsat, t["tsat_low"])
+    if not (ferritin_low or tsat_low):
+        return []
+    return [_finding("pregnancy", ferritin, tsat, [], None)]
 
 
 def _below_target_esrd(
@@ -94,33 +121,6 @@ def _finding(
     }
     data = tuple(point for lab in labs for point in lab_points(lab))
     return Finding("iron-below-target", variant, values, data, suggestions, tuple(notes))
-
-
-def at_most(lab: LabResult, limit: float) -> bool:
-    """The value is certainly <= limit (a '>' result is not)."""
-    return lab.value <= limit and lab.comparator not in (">", ">=")
-
-
-def below(lab: LabResult, limit: float) -> bool:
-    """The value is certainly < limit ('<= limit' counts only with a '<' comparator)."""
-    if lab.comparator in (">", ">="):
-        return False
-    return lab.value < limit or (lab.comparator == "<" and lab.value <= limit)
-
-
-def format_lab(lab: LabResult) -> str:
-    """`38 ng/mL`, `14 %`, `<5 ng/mL`: whole numbers above 10, one decimal below."""
-    number = f"{lab.value:.0f}" if abs(lab.value) >= 10 else f"{lab.value:.1f}"
-    return f"{lab.comparator or ''}{number} {lab.unit}"
-
-
-def data_point(lab: LabResult) -> DataPoint:
-    return DataPoint(lab.name, format_lab(lab), lab.effective, lab.source)
-
-
-def lab_points(lab: LabResult) -> list[DataPoint]:
-    """The lab and, for a computed value, what it was computed from."""
-    return [data_point(lab), *(data_point(part) for part in lab.derived_from)]
 
 
 def _short(lab: LabResult) -> str:

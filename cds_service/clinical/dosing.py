@@ -1,0 +1,175 @@
+"""Total daily dose in mg from FHIR Dosage, and the label's dose limits by kidney function.
+
+A dose is computed only when the data say it unambiguously: structured ``doseAndRate`` with a
+mass unit (or a count of tablets of a product whose name carries one strength) and a timing,
+or a text such as "300 mg three times daily". Anything else is "unknown", never a guess: the
+gabapentinoid card then says it could not check the dose.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cds_service.clinical import fhir_read as fr
+
+#: Units that count dose forms: the dose is the count times the product's strength.
+_COUNT_UNITS = frozenset(
+    {"tablet", "tablets", "tab", "tabs", "capsule", "capsules", "cap", "caps", "{tablet}",
+     "{tablets}", "{capsule}", "{capsules}", "{tbl}", "{cap}", "each", "{each}", "1"}
+)  # fmt: skip
+_MASS_MG = {"mg": 1.0, "g": 1000.0, "ug": 0.001, "mcg": 0.001, "µg": 0.001}
+#: Days per UCUM period unit (Timing.repeat.periodUnit).
+_PERIOD_DAYS = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0, "wk": 7.0, "mo": 30.0}
+#: HL7 v3 GTSAbbreviation timing codes (Timing.code) -> administrations per day.
+_TIMING_CODES = {
+    "QD": 1.0, "BID": 2.0, "TID": 3.0, "QID": 4.0, "AM": 1.0, "PM": 1.0, "QOD": 0.5,
+    "Q4H": 6.0, "Q6H": 4.0, "Q8H": 3.0, "Q12H": 2.0, "HS": 1.0, "QHS": 1.0,
+}  # fmt: skip
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(?!\s*/)", re.IGNORECASE)
+_TEXT_MG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\b", re.IGNORECASE)
+#: Frequency phrases in free-text sigs, most specific first.
+_TEXT_FREQUENCY: tuple[tuple[re.Pattern[str], float], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), per_day)
+    for pattern, per_day in (
+        (r"\bevery other day\b|\bq\.?o\.?d\b|\balternate days\b", 0.5),
+        (r"\bfour times (a |per )?day\b|\b4 times (a |per )?day\b|\bq\.?i\.?d\b|"
+         r"\bevery 6 hours\b|\bq6h\b", 4.0),
+        (r"\bthree times (a |per )?day\b|\b3 times (a |per )?day\b|\bthree times daily\b|"
+         r"\b3 times daily\b|\bt\.?i\.?d\b|\bevery 8 hours\b|\bq8h\b", 3.0),
+        (r"\btwice (a |per )?day\b|\btwice daily\b|\btwo times (a |per )?day\b|"
+         r"\b2 times (a |per )?day\b|\b2 times daily\b|\bb\.?i\.?d\b|\bevery 12 hours\b|"
+         r"\bq12h\b", 2.0),
+        (r"\bonce (a |per )?day\b|\bonce daily\b|\bdaily\b|\bevery day\b|\bq\.?d\b|"
+         r"\bat bedtime\b|\bnightly\b|\bq\.?h\.?s\b|\bevery (morning|evening|night)\b|"
+         r"\bin the (morning|evening)\b", 1.0),
+    )
+)  # fmt: skip
+
+
+def daily_dose_mg(dosages: Sequence[fr.Dosage], product: str | None) -> float | None:
+    """The most a patient takes per day under `dosages`, in mg; None when not determinable.
+
+    Several instructions (morning and evening doses) add up. A dose range counts at its high
+    end, and ``frequencyMax`` over ``frequency``: the limit check must not pass a dose the
+    instruction allows.
+    """
+    if not dosages:
+        return None
+    total = 0.0
+    for dosage in dosages:
+        per_day = _structured(dosage, product)
+        if per_day is None:
+            per_day = _from_text(dosage.text)
+        if per_day is None:
+            return None
+        total += per_day
+    return total
+
+
+def product_strength_mg(product: str | None) -> float | None:
+    """The strength in mg named by a product ("gabapentin 300 MG Oral Capsule"); one only."""
+    if not product:
+        return None
+    strengths = {float(m) for m in _STRENGTH.findall(product)}
+    return strengths.pop() if len(strengths) == 1 else None
+
+
+def _structured(dosage: fr.Dosage, product: str | None) -> float | None:
+    per_dose = next(
+        (mg for rate in dosage.doseAndRate if (mg := _dose_mg(rate, product)) is not None), None
+    )
+    times = _times_per_day(dosage.timing)
+    if per_dose is None or times is None:
+        return None
+    return per_dose * times
+
+
+def _dose_mg(rate: fr.DoseAndRate, product: str | None) -> float | None:
+    quantity = rate.doseQuantity or (rate.doseRange.high if rate.doseRange else None)
+    if quantity is None or quantity.value is None or quantity.value < 0:
+        return None
+    unit = (quantity.code or quantity.unit or "").strip()
+    if unit.lower() in _MASS_MG:
+        return quantity.value * _MASS_MG[unit.lower()]
+    if unit.lower() in _COUNT_UNITS:
+        strength = product_strength_mg(product)
+        return None if strength is None else quantity.value * strength
+    return None
+
+
+def _times_per_day(timing: fr.Timing | None) -> float | None:
+    if timing is None:
+        return None
+    repeat = timing.repeat
+    if repeat is not None and repeat.period and repeat.periodUnit in _PERIOD_DAYS:
+        frequency = repeat.frequencyMax or repeat.frequency or 1
+        return frequency / (repeat.period * _PERIOD_DAYS[repeat.periodUnit])
+    if timing.code is not None:
+        for code in (c.code for c in timing.code.coding if c.code):
+            if code.upper() in _TIMING_CODES:
+                return _TIMING_CODES[code.upper()]
+    return None
+
+
+def _from_text(text: str | None) -> float | None:
+    """ "300 mg three times daily", "1 capsule (300 mg) by mouth at bedtime": one mg amount
+    and one frequency phrase, or nothing."""
+    if not text:
+        return None
+    amounts = {float(m) for m in _TEXT_MG.findall(text)}
+    if len(amounts) != 1:
+        return None
+    per_day = next((n for pattern, n in _TEXT_FREQUENCY if pattern.search(text)), None)
+    return None if per_day is None else amounts.pop() * per_day
+
+
+class DoseBand(BaseModel):
+    """One row of a label's renal dosing table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clearance: str = Field(min_length=1)
+    """The row's kidney function as the label prints it ("30 to 59 mL/min")."""
+    min_clearance: float = Field(ge=0)
+    inclusive: bool = True
+    """Whether a clearance equal to ``min_clearance`` falls in this row."""
+    max_daily_mg: float = Field(gt=0)
+    suggested_dose_mg: float = Field(gt=0)
+    suggested_times_per_day: float = Field(gt=0)
+    suggested_text: str = Field(min_length=1)
+
+    def covers(self, clearance: float) -> bool:
+        return clearance >= self.min_clearance if self.inclusive else clearance > self.min_clearance
+
+    @model_validator(mode="after")
+    def _suggestion_inside(self) -> DoseBand:
+        if self.suggested_dose_mg * self.suggested_times_per_day > self.max_daily_mg + 1e-9:
+            raise ValueError(f"{self.clearance}: the suggested dose exceeds the band's maximum")
+        return self
+
+
+class DrugDosing(BaseModel):
+    """A gabapentinoid's label limits by creatinine clearance, and on haemodialysis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    value_set: str = Field(min_length=1)
+    bands: tuple[DoseBand, ...] = Field(min_length=1)
+    """Rows from the best kidney function down; the first row that covers a clearance applies."""
+    dialysis: DoseBand | None = None
+    """The row for haemodialysis; None when the label does not recommend the drug on dialysis."""
+    label_url: str = Field(pattern=r"^https://")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DrugDosing:
+        minima = [band.min_clearance for band in self.bands]
+        if minima != sorted(minima, reverse=True) or minima[-1] != 0:
+            raise ValueError(f"{self.name}: bands must descend and end at clearance 0")
+        return self
+
+    def band(self, clearance: float) -> DoseBand:
+        return next(b for b in self.bands if b.covers(clearance))

@@ -1,0 +1,245 @@
+"""Kidney function in RLS: tests due, chronic kidney disease, and gabapentinoid renal doses.
+
+CKD is a common secondary cause of RLS, changes the iron targets (ESRD) and the doses of the
+drugs that treat RLS. eGFR stages follow KDIGO; gabapentinoid limits follow the drug labels
+by creatinine clearance (cards/gabapentinoid-renal-dose.toml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from cds_service.clinical.dosing import DrugDosing, daily_dose_mg
+from cds_service.clinical.findings import DataPoint, Finding, Target
+from cds_service.clinical.kidney import KidneyFunction, kidney_function
+from cds_service.clinical.picture import MedicationFact, PatientPicture
+from cds_service.clinical.rules.common import (
+    Params,
+    below,
+    condition_point,
+    data_point,
+    format_lab,
+    lab_points,
+    medication_point,
+    names,
+)
+
+CREATININE = "creatinine"
+EGFR = "egfr"
+CKD = "ckd-stage-3-5"
+ESRD = "esrd-dialysis"
+DIALYSIS = "dialysis"
+ORDER_KIDNEY = "order-kidney-function"
+GABAPENTINOIDS = ("gabapentin-enacarbil", "gabapentin", "pregabalin")
+"""Enacarbil first: "gabapentin enacarbil" also names gabapentin."""
+#: A reduced eGFR must persist this long to mean chronic kidney disease (KDIGO).
+CHRONIC = timedelta(days=90)
+
+
+def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
+    """`renal-function-due`: no creatinine or eGFR within the recency window, none ordered."""
+    window = t.window()
+    if picture.latest(CREATININE, window) or picture.latest(EGFR, window):
+        return []
+    order = picture.order_on_record(ORDER_KIDNEY, window)
+    if order is not None and order.state == "pending":
+        return []
+    notes: tuple[str, ...] = ()
+    gabapentinoids = _gabapentinoids(picture)
+    if gabapentinoids:
+        notes = (
+            f"The patient takes {names(gabapentinoids)}, whose dose depends on kidney function.",
+        )
+    older = [r for r in (*picture.on_record(CREATININE), *picture.on_record(EGFR)) if r.reported]
+    if not older:
+        return [Finding("renal-function-due", "never", {}, notes=notes)]
+    last = max(older, key=lambda r: r.effective)
+    return [
+        Finding(
+            "renal-function-due",
+            "outdated",
+            {"last_result": format_lab(last), "last_date": last.effective.date().isoformat()},
+            data=(data_point(last),),
+            notes=notes,
+        )
+    ]
+
+
+def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
+    """`kidney-disease`: recent eGFR below 60, or CKD stage 3 to 5, ESRD or dialysis listed."""
+    egfr = picture.latest(EGFR, t.window())
+    dialysis = picture.active_conditions(DIALYSIS)
+    listed = [c for c in picture.conditions if c.active and ({CKD, ESRD, DIALYSIS} & c.value_sets)]
+    low = egfr is not None and below(egfr, t["egfr_below"])
+    if not (low or listed):
+        return []
+    data: list[DataPoint] = [condition_point(c) for c in listed]
+    notes: list[str] = []
+    values = {"conditions": names(listed), "egfr": "not measured", "stage": ""}
+    if egfr is not None:
+        data += lab_points(egfr)
+        values |= {"egfr": format_lab(egfr), "stage": kdigo_stage(egfr.value)}
+        if low and not _persistent(picture, t):
+            notes.append(
+                "Only one reduced eGFR: chronic kidney disease needs eGFR below "
+                f"{t['egfr_below']:g} for more than 3 months; consider repeating it."
+            )
+    if dialysis:
+        variant = "dialysis"
+    elif egfr is not None and below(egfr, t["egfr_failure_below"]):
+        variant = "kidney-failure"
+    elif any(ESRD in c.value_sets for c in listed):
+        variant = "esrd-listed"
+    elif low:
+        variant = "egfr-low"
+    else:
+        variant = "listed"
+    return [Finding("kidney-disease", variant, values, tuple(data), notes=tuple(notes))]
+
+
+def kdigo_stage(egfr: float) -> str:
+    """KDIGO GFR category of an eGFR in mL/min/1.73 m2."""
+    for limit, stage in ((90, "G1"), (60, "G2"), (45, "G3a"), (30, "G3b"), (15, "G4")):
+        if egfr >= limit:
+            return stage
+    return "G5"
+
+
+def _persistent(picture: PatientPicture, t: Params) -> bool:
+    """Two reduced eGFRs at least 90 days apart, the later one recent."""
+    reduced = [r for r in picture.on_record(EGFR) if below(r, t["egfr_below"])]
+    if not reduced:
+        return False
+    newest = max(r.effective for r in reduced)
+    return any(newest - r.effective >= CHRONIC for r in reduced)
+
+
+def _gabapentinoids(picture: PatientPicture) -> list[MedicationFact]:
+    return [m for m in picture.medications if set(GABAPENTINOIDS) & m.value_sets]
+
+
+class GabapentinoidDose:
+    """`gabapentinoid-renal-dose`, bound to the label dose tables of the card definition."""
+
+    def __init__(self, dosing: Mapping[str, DrugDosing]):
+        self._by_value_set = {drug.value_set: drug for drug in dosing.values()}
+        missing = set(GABAPENTINOIDS) - set(self._by_value_set)
+        if missing:
+            raise ValueError(f"no renal dose table for {sorted(missing)}")
+
+    def check(self, picture: PatientPicture, t: Params) -> list[Finding]:
+        kidney = kidney_function(picture, t.window())
+        medications = _gabapentinoids(picture)
+        if kidney is None or not medications:
+            return []
+        above: list[tuple[MedicationFact, DrugDosing, float, float]] = []
+        unknown: list[tuple[MedicationFact, DrugDosing, float]] = []
+        avoid: list[tuple[MedicationFact, DrugDosing]] = []
+        for medication in medications:
+            drug = self._drug(medication)
+            band = drug.dialysis if kidney.clearance is None else drug.band(kidney.clearance)
+            if band is None:
+                avoid.append((medication, drug))
+                continue
+            dose = daily_dose_mg(medication.dosages, medication.name)
+            if dose is None:
+                if band is not drug.bands[0]:
+                    unknown.append((medication, drug, band.max_daily_mg))
+            elif dose > band.max_daily_mg + 1e-6:
+                above.append((medication, drug, dose, band.max_daily_mg))
+        return self._finding(kidney, above, unknown, avoid)
+
+    def _drug(self, medication: MedicationFact) -> DrugDosing:
+        value_set = next(v for v in GABAPENTINOIDS if v in medication.value_sets)
+        return self._by_value_set[value_set]
+
+    def _finding(
+        self,
+        kidney: KidneyFunction,
+        above: list[tuple[MedicationFact, DrugDosing, float, float]],
+        unknown: list[tuple[MedicationFact, DrugDosing, float]],
+        avoid: list[tuple[MedicationFact, DrugDosing]],
+    ) -> list[Finding]:
+        if not (above or unknown or avoid):
+            return []
+        data: list[DataPoint] = []
+        lines: list[str] = []
+        for medication, _drug, dose, limit in above:
+            data.append(medication_point(medication, f"{dose:g} mg/day"))
+            lines.append(f"{medication.name}: {dose:g} mg/day, label limit {limit:g} mg/day")
+        for medication, _drug, limit in unknown:
+            data.append(medication_point(medication, "daily dose not readable"))
+            lines.append(
+                f"{medication.name}: daily dose not readable, label limit {limit:g} mg/day"
+            )
+        for medication, drug in avoid:
+            data.append(medication_point(medication))
+            lines.append(f"{medication.name}: {drug.name} is not recommended on haemodialysis")
+        data += _kidney_points(kidney)
+        if avoid:
+            variant = "not-recommended"
+            medication, drug = avoid[0]
+            values = {"drug": drug.name, "dose": "", "limit": ""}
+        elif above:
+            variant = "above-limit"
+            medication, drug, dose, limit = above[0]
+            values = {"drug": drug.name, "dose": f"{dose:g}", "limit": f"{limit:g}"}
+        else:
+            variant = "dose-unknown"
+            medication, drug, limit = unknown[0]
+            values = {"drug": drug.name, "dose": "", "limit": f"{limit:g}"}
+        values |= {
+            "kidney": kidney.describe(),
+            "medications": "; ".join(lines),
+            "label_url": drug.label_url,
+        }
+        targets = tuple(
+            Target(m.source, m.name, _updated(m, d, kidney)) for m, d, _, _ in above if m.is_request
+        )
+        return [Finding("gabapentinoid-renal-dose", variant, values, tuple(data), targets=targets)]
+
+
+def _kidney_points(kidney: KidneyFunction) -> list[DataPoint]:
+    if kidney.dialysis is not None:
+        return [condition_point(kidney.dialysis)]
+    points = [DataPoint("Kidney function for dosing", kidney.describe(), None, "computed")]
+    if kidney.method == "Cockcroft-Gault":
+        return points + [data_point(lab) for lab in kidney.labs]
+    return [data_point(lab) for lab in kidney.labs]
+
+
+def _updated(
+    medication: MedicationFact, drug: DrugDosing, kidney: KidneyFunction
+) -> dict[str, Any] | None:
+    """The order with its dosage replaced by the band's suggested dose (route kept)."""
+    if medication.raw is None:
+        return None
+    band = drug.dialysis if kidney.clearance is None else drug.band(kidney.clearance)
+    assert band is not None
+    original = medication.raw.get("dosageInstruction")
+    route = original[0].get("route") if isinstance(original, list) and original else None
+    times = band.suggested_times_per_day
+    timing = (
+        {"repeat": {"frequency": 1, "period": round(1 / times, 3), "periodUnit": "d"}}
+        if times < 1
+        else {"repeat": {"frequency": int(times), "period": 1, "periodUnit": "d"}}
+    )
+    dosage: dict[str, Any] = {
+        "text": band.suggested_text,
+        "timing": timing,
+        "doseAndRate": [
+            {
+                "doseQuantity": {
+                    "value": band.suggested_dose_mg,
+                    "unit": "mg",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "mg",
+                }
+            }
+        ],
+    }
+    if isinstance(route, dict):
+        dosage["route"] = route
+    return {**medication.raw, "dosageInstruction": [dosage]}
