@@ -7,6 +7,7 @@ clinician can judge how fresh it is.
 
 from __future__ import annotations
 
+import copy
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from cds_service.clinical.findings import Finding
 from cds_service.knowledge import (
     SUMMARY_LIMIT,
     TOPIC_SYSTEM,
+    ActionDef,
     CardDefinition,
     Knowledge,
     KnowledgeError,
@@ -35,11 +37,18 @@ def escape_markdown(text: str) -> str:
 
 
 class CardRenderer:
-    """Turns findings into cards; checks every suggestion resource once at construction."""
+    """Turns findings into cards.
+
+    Every created resource is built and validated with fhir.resources once, here; a card
+    then carries a copy with only the patient reference and the authoring time filled in,
+    so validation stays off the hot path (design.md) without an unvalidated resource ever
+    leaving the service.
+    """
 
     def __init__(self, knowledge: Knowledge, new_id: NewId = lambda: str(uuid.uuid4())):
         self._cards = knowledge.cards
         self._new_id = new_id
+        self._validated: dict[int, dict[str, Any]] = {}
         probe = datetime(2026, 1, 1, tzinfo=UTC)
         for card in self._cards.values():
             for key, suggestion in card.suggestions.items():
@@ -47,9 +56,15 @@ class CardRenderer:
                     if action.type != "create":
                         continue
                     try:
-                        build_resource(action, "knowledge-check", probe)
+                        self._validated[id(action)] = build_resource(action, "-", probe)
                     except SuggestionError as exc:
                         raise KnowledgeError(f"{card.topic}.toml suggestion {key}: {exc}") from exc
+
+    def _created(self, action: ActionDef, patient_id: str, now: datetime) -> dict[str, Any]:
+        resource = copy.deepcopy(self._validated[id(action)])
+        resource["subject"] = {"reference": f"Patient/{patient_id}"}
+        resource["authoredOn"] = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return resource
 
     def render(self, findings: Iterable[Finding], patient_id: str, now: datetime) -> list[dict]:
         """Cards for the findings, one per topic, ordered by indicator then contract order."""
@@ -134,7 +149,7 @@ class CardRenderer:
                     {
                         "type": "create",
                         "description": action.description,
-                        "resource": build_resource(action, patient_id, now),
+                        "resource": self._created(action, patient_id, now),
                     }
                 )
                 continue

@@ -162,7 +162,6 @@ class DrugDosing(BaseModel):
     """Rows from the best kidney function down; the first row that covers a clearance applies."""
     dialysis: DoseBand | None = None
     """The row for haemodialysis; None when the label does not recommend the drug on dialysis."""
-    label_url: str = Field(pattern=r"^https://")
 
     @model_validator(mode="after")
     def _ordered(self) -> DrugDosing:

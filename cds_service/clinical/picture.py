@@ -7,7 +7,7 @@ pure: the evaluation time and the value sets are passed in.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -16,7 +16,7 @@ from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.dates import age_in_years, parse_date, parse_datetime
 from cds_service.clinical.egfr import Sex, ckd_epi_2021
 from cds_service.clinical.reader import ReadReport, Resources, read_resources
-from cds_service.clinical.terminology import UCUM, ValueSet
+from cds_service.clinical.terminology import UCUM, ValueSet, ValueSetIndex
 from cds_service.clinical.units import CANONICAL, canonical_unit, to_canonical
 
 RLS = "rls"
@@ -215,13 +215,9 @@ def build_picture(
         now=now,
         sex=sex,  # type: ignore[arg-type]
         birth_date=birth,
-        conditions=tuple(
-            _read_conditions(res.conditions, _subset(value_sets, CONDITION_VALUE_SETS), report)
-        ),
-        medications=tuple(
-            _read_medications(res, _subset(value_sets, MEDICATION_VALUE_SETS), report)
-        ),
-        orders=tuple(_read_orders(res, _subset(value_sets, ORDER_VALUE_SETS), report)),
+        conditions=tuple(_read_conditions(res.conditions, value_sets, report)),
+        medications=tuple(_read_medications(res, value_sets, report)),
+        orders=tuple(_read_orders(res, value_sets, report)),
         pregnancy_results=pregnancy,
         labs={
             k: tuple(sorted(v, key=lambda r: r.effective, reverse=True)) for k, v in labs.items()
@@ -231,21 +227,48 @@ def build_picture(
     )
 
 
-def _subset(value_sets: Mapping[str, ValueSet], ids: Iterable[str]) -> dict[str, ValueSet]:
-    return {vs_id: value_sets[vs_id] for vs_id in ids if vs_id in value_sets}
+_INDEXES: list[ValueSetIndex] = []
+
+
+def _index(value_sets: Mapping[str, ValueSet]) -> ValueSetIndex:
+    """The index of a knowledge base's value sets, built once per mapping (not per hook)."""
+    for index in _INDEXES:
+        if index.value_sets is value_sets:
+            return index
+    index = ValueSetIndex(value_sets)
+    _INDEXES[:] = [*_INDEXES[-7:], index]  # a few live knowledge bases at most (tests)
+    return index
 
 
 def _members(
-    value_sets: Mapping[str, ValueSet], concepts: Iterable[fr.CodeableConcept]
-) -> set[str]:
+    value_sets: Mapping[str, ValueSet],
+    concepts: Iterable[fr.CodeableConcept],
+    among: Collection[str],
+) -> frozenset[str]:
+    """The value sets (of `among`) that any code or name of the concepts belongs to."""
     concepts = list(concepts)
     pairs = [pair for concept in concepts for pair in concept.pairs()]
     texts = [text for concept in concepts for text in concept.texts()]
-    return {
-        vs_id
-        for vs_id, vs in value_sets.items()
-        if any(vs.has_code(s, c) for s, c in pairs) or any(vs.names_in(t) for t in texts)
-    }
+    return frozenset(_index(value_sets).members(pairs, texts, among))
+
+
+def _name(
+    concept: fr.CodeableConcept,
+    members: frozenset[str],
+    value_sets: Mapping[str, ValueSet],
+    unnamed: str,
+) -> str:
+    """The concept's own text or display; else the display our value set gives its code;
+    else the code itself, so a card never shows a coded problem as nameless."""
+    label = concept.label()
+    if label:
+        return label
+    for system, code in concept.pairs():
+        for vs_id in members:
+            display = value_sets[vs_id].display_for(system, code)
+            if display:
+                return display
+    return next((code for _, code in concept.pairs() if code), unnamed)
 
 
 def _status(concept: fr.CodeableConcept | None) -> str | None:
@@ -265,9 +288,10 @@ def _read_conditions(
             report.ignore("Condition", "no-code")
             continue
         clinical = _status(condition.clinicalStatus)
+        members = _members(value_sets, [condition.code], CONDITION_VALUE_SETS)
         yield ConditionFact(
-            name=condition.code.label() or "unnamed condition",
-            value_sets=frozenset(_members(value_sets, [condition.code])),
+            name=_name(condition.code, members, value_sets, "unnamed condition"),
+            value_sets=members,
             active=clinical is None or clinical in ACTIVE_CLINICAL,
             recorded=parse_datetime(condition.recordedDate),
             source=f"Condition/{condition.id}",
@@ -281,9 +305,8 @@ def _read_labs(
 ) -> dict[str, list[LabResult]]:
     labs: dict[str, list[LabResult]] = defaultdict(list)
     for obs in observations:
-        analyte = next(
-            (a for a in CANONICAL if a in value_sets and _codes_in(value_sets[a], obs.code)), None
-        )
+        coded = _coded_members(value_sets, obs.code, CANONICAL)
+        analyte = next((a for a in CANONICAL if a in coded), None)
         if analyte is None:
             if not _codes_in_set(value_sets, PREGNANCY_TEST, obs.code):
                 report.ignore("Observation", "not-a-lab-we-use")
@@ -341,7 +364,7 @@ def _read_pregnancy_results(
         concepts = [answer] if answer else []
         if obs.valueString:
             concepts.append(fr.CodeableConcept(text=obs.valueString))
-        members = _members(_subset(value_sets, (PREGNANCY_NEGATIVE, PREGNANCY_POSITIVE)), concepts)
+        members = _members(value_sets, concepts, (PREGNANCY_NEGATIVE, PREGNANCY_POSITIVE))
         if when is None or not members:
             report.ignore("Observation", "pregnancy-result-unreadable")
             continue
@@ -356,7 +379,14 @@ def _read_pregnancy_results(
 def _codes_in_set(
     value_sets: Mapping[str, ValueSet], vs_id: str, concept: fr.CodeableConcept
 ) -> bool:
-    return vs_id in value_sets and _codes_in(value_sets[vs_id], concept)
+    return bool(_coded_members(value_sets, concept, (vs_id,)))
+
+
+def _coded_members(
+    value_sets: Mapping[str, ValueSet], concept: fr.CodeableConcept, among: Collection[str]
+) -> set[str]:
+    """Labs and tests match by code only: a lab's name is no evidence of what it measured."""
+    return _index(value_sets).members(concept.pairs(), (), among)
 
 
 def _canonical_value(analyte: str, quantity: fr.Quantity) -> float | None:
@@ -368,10 +398,6 @@ def _canonical_value(analyte: str, quantity: fr.Quantity) -> float | None:
         if value is not None:
             return value
     return None
-
-
-def _codes_in(value_set: ValueSet, concept: fr.CodeableConcept) -> bool:
-    return any(value_set.has_code(system, code) for system, code in concept.pairs())
 
 
 def _add_computed_tsat(labs: dict[str, list[LabResult]]) -> None:
@@ -438,9 +464,10 @@ def _read_medications(
             period_start = use.effectivePeriod.start if use.effectivePeriod else None
             when = use.effectiveDateTime or period_start or use.dateAsserted
             dosages, raw = use.dosage, None
+        members = _members(value_sets, [concept], MEDICATION_VALUE_SETS)
         yield MedicationFact(
-            name=concept.label() or "unnamed medication",
-            value_sets=frozenset(_members(value_sets, [concept])),
+            name=_name(concept, members, value_sets, "unnamed medication"),
+            value_sets=members,
             status=use.status,
             source=f"{use.resourceType}/{use.id}",
             when=parse_datetime(when),
@@ -496,7 +523,7 @@ def _read_orders(
             continue
         yield OrderFact(
             name=request.code.label() or "unnamed order",
-            value_sets=frozenset(_members(value_sets, [request.code])),
+            value_sets=_members(value_sets, [request.code], ORDER_VALUE_SETS),
             state=state,
             when=parse_datetime(when),
             source=f"ServiceRequest/{request.id}",
@@ -515,7 +542,7 @@ def _read_orders(
         period = procedure.performedPeriod.start if procedure.performedPeriod else None
         yield OrderFact(
             name=procedure.code.label() or "unnamed procedure",
-            value_sets=frozenset(_members(value_sets, [procedure.code])),
+            value_sets=_members(value_sets, [procedure.code], ORDER_VALUE_SETS),
             state=state,
             when=parse_datetime(procedure.performedDateTime or period),
             source=f"Procedure/{procedure.id}",

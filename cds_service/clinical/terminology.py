@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,7 +99,8 @@ class ValueSet:
     concepts: tuple[Concept, ...]
     exact: frozenset[tuple[str, str]] = field(repr=False)
     icd10_roots: frozenset[str] = field(repr=False)
-    phrases: tuple[re.Pattern[str], ...] = field(repr=False, default=())
+    phrases: re.Pattern[str] | None = field(repr=False, default=None)
+    """All text-match phrases as one pattern (one search per text, however many phrases)."""
 
     @classmethod
     def from_resource(cls, resource: dict) -> ValueSet:
@@ -121,10 +122,12 @@ class ValueSet:
                 if key[0] != ICD10CM:
                     raise ValueSetError(f"ValueSet {vs_id}: only ICD-10-CM entries have children")
                 roots.add(key[1])
-        phrases = tuple(
-            _phrase_pattern(ext["valueString"])
-            for ext in resource.get("extension", [])
-            if ext.get("url") == TEXT_MATCH and ext.get("valueString")
+        phrases = _phrases_pattern(
+            [
+                ext["valueString"]
+                for ext in resource.get("extension", [])
+                if ext.get("url") == TEXT_MATCH and ext.get("valueString")
+            ]
         )
         return cls(
             id=vs_id,
@@ -147,15 +150,63 @@ class ValueSet:
             return any(a in self.icd10_roots for a in icd10_ancestors(key[1]))
         return False
 
+    def display_for(self, system: str | None, code: str | None) -> str | None:
+        """The value set's display for a member code (exact members only)."""
+        key = _key(system, code)
+        return next((c.display for c in self.concepts if key == (c.system, c.code)), None)
+
     def names_in(self, text: str | None) -> bool:
         """True when one of the value set's phrases appears in free text (whole words)."""
-        if not text:
+        if not text or self.phrases is None:
             return False
-        return any(p.search(text) for p in self.phrases)
+        return self.phrases.search(text) is not None
 
     def codes_for(self, system: str) -> list[str]:
         """Member codes of one system, in file order (used to render prefetch queries)."""
         return [c.code for c in self.concepts if c.system == system]
+
+
+class ValueSetIndex:
+    """Which value sets a coded or named concept belongs to, in one pass over its codes.
+
+    Looking a code up in every value set in turn costs (codes x value sets) for each
+    resource; this index answers with one dictionary lookup per code (and per ICD-10-CM
+    ancestor) and one regular-expression search per text and value set with phrases.
+    """
+
+    def __init__(self, value_sets: Mapping[str, ValueSet]):
+        self.value_sets = value_sets
+        self._exact: dict[tuple[str, str], set[str]] = {}
+        self._roots: dict[str, set[str]] = {}
+        for vs_id, value_set in value_sets.items():
+            for key in value_set.exact:
+                self._exact.setdefault(key, set()).add(vs_id)
+            for root in value_set.icd10_roots:
+                self._roots.setdefault(root, set()).add(vs_id)
+        self._phrases = [(i, vs.phrases) for i, vs in value_sets.items() if vs.phrases]
+
+    def members(
+        self,
+        pairs: Iterable[tuple[str | None, str | None]],
+        texts: Iterable[str],
+        among: Collection[str],
+    ) -> set[str]:
+        """Ids (of those in `among`) of the value sets any code or text belongs to."""
+        found: set[str] = set()
+        for system, code in pairs:
+            key = _key(system, code)
+            if key is None:
+                continue
+            found |= self._exact.get(key, set())
+            if key[0] == ICD10CM and self._roots:
+                for ancestor in icd10_ancestors(key[1]):
+                    found |= self._roots.get(ancestor, set())
+        found &= set(among)
+        texts = list(texts)
+        for vs_id, pattern in self._phrases:
+            if vs_id in among and vs_id not in found and any(pattern.search(t) for t in texts):
+                found.add(vs_id)
+        return found
 
 
 def _flag(entry: dict, url: str) -> bool:
@@ -165,10 +216,16 @@ def _flag(entry: dict, url: str) -> bool:
 _SEPARATOR = r"[\s\-\u2010-\u2015]+"  # spaces, hyphens, en and em dashes
 
 
-def _phrase_pattern(phrase: str) -> re.Pattern[str]:
+def _phrases_pattern(phrases: list[str]) -> re.Pattern[str] | None:
     """Whole words, any case; "Willis-Ekbom" also matches "Willis Ekbom" and "Willis–Ekbom"."""
-    words = [re.escape(w) for w in re.split(_SEPARATOR, phrase.strip()) if w]
-    return re.compile(r"\b" + _SEPARATOR.join(words) + r"\b", re.IGNORECASE)
+    alternatives = [
+        _SEPARATOR.join(re.escape(w) for w in re.split(_SEPARATOR, phrase.strip()) if w)
+        for phrase in phrases
+    ]
+    alternatives = [a for a in alternatives if a]
+    if not alternatives:
+        return None
+    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
 
 
 def load_value_sets(directory: Path) -> dict[str, ValueSet]:

@@ -193,7 +193,6 @@ class GabapentinoidDose:
         values |= {
             "kidney": kidney.describe(),
             "medications": "; ".join(lines),
-            "label_url": drug.label_url,
         }
         targets = tuple(
             Target(m.source, m.name, _updated(m, d, kidney)) for m, d, _, _ in above if m.is_request
