@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cds_service.clinical import fhir_read as fr
+from cds_service.clinical.terminology import UCUM
 
 #: Units that count dose forms: the dose is the count times the product's strength.
 _COUNT_UNITS = frozenset(
@@ -28,12 +29,10 @@ _TIMING_CODES = {
     "QD": 1.0, "BID": 2.0, "TID": 3.0, "QID": 4.0, "AM": 1.0, "PM": 1.0, "QOD": 0.5,
     "Q4H": 6.0, "Q6H": 4.0, "Q8H": 3.0, "Q12H": 2.0, "HS": 1.0, "QHS": 1.0,
 }  # fmt: skip
-_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(?!\s*/)", re.IGNORECASE)
-_TEXT_MG = re.compile(r"(\d+(?:\.\d+)?)\s*mg\b", re.IGNORECASE)
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(\s*/\s*\d*(?:\.\d+)?\s*(?:ML|L)\b)?", re.IGNORECASE)
+_TEXT_MG = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*mg\b", re.IGNORECASE)
 #: Frequency phrases in free-text sigs, most specific first.
-_TEXT_FREQUENCY: tuple[tuple[re.Pattern[str], float], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), per_day)
-    for pattern, per_day in (
+_FREQUENCY_PHRASES: tuple[tuple[str, float], ...] = (
         (r"\bevery other day\b|\bq\.?o\.?d\b|\balternate days\b", 0.5),
         (r"\bfour times (a |per )?day\b|\b4 times (a |per )?day\b|\bq\.?i\.?d\b|"
          r"\bevery 6 hours\b|\bq6h\b", 4.0),
@@ -45,8 +44,13 @@ _TEXT_FREQUENCY: tuple[tuple[re.Pattern[str], float], ...] = tuple(
         (r"\bonce (a |per )?day\b|\bonce daily\b|\bdaily\b|\bevery day\b|\bq\.?d\b|"
          r"\bat bedtime\b|\bnightly\b|\bq\.?h\.?s\b|\bevery (morning|evening|night)\b|"
          r"\bin the (morning|evening)\b", 1.0),
-    )
 )  # fmt: skip
+#: One pattern, one named group per phrase: a scan finds each phrase once, the most
+#: specific first at any position ("twice daily" is not also "daily").
+_TEXT_FREQUENCY = re.compile(
+    "|".join(f"(?P<f{i}>{pattern})" for i, (pattern, _) in enumerate(_FREQUENCY_PHRASES)),
+    re.IGNORECASE,
+)
 
 
 def daily_dose_mg(dosages: Sequence[fr.Dosage], product: str | None) -> float | None:
@@ -73,7 +77,10 @@ def product_strength_mg(product: str | None) -> float | None:
     """The strength in mg named by a product ("gabapentin 300 MG Oral Capsule"); one only."""
     if not product:
         return None
-    strengths = {float(m) for m in _STRENGTH.findall(product)}
+    found = _STRENGTH.findall(product)
+    if any(per_volume for _, per_volume in found):  # a solution: mg per mL is not a dose form
+        return None
+    strengths = {float(amount) for amount, _ in found}
     return strengths.pop() if len(strengths) == 1 else None
 
 
@@ -91,12 +98,13 @@ def _dose_mg(rate: fr.DoseAndRate, product: str | None) -> float | None:
     quantity = rate.doseQuantity or (rate.doseRange.high if rate.doseRange else None)
     if quantity is None or quantity.value is None or quantity.value < 0:
         return None
-    unit = (quantity.code or quantity.unit or "").strip()
-    if unit.lower() in _MASS_MG:
-        return quantity.value * _MASS_MG[unit.lower()]
-    if unit.lower() in _COUNT_UNITS:
-        strength = product_strength_mg(product)
-        return None if strength is None else quantity.value * strength
+    ucum = quantity.code if quantity.system in (None, UCUM) else None
+    for unit in (u.strip().lower() for u in (ucum, quantity.unit) if u):
+        if unit in _MASS_MG:
+            return quantity.value * _MASS_MG[unit]
+        if unit in _COUNT_UNITS:
+            strength = product_strength_mg(product)
+            return None if strength is None else quantity.value * strength
     return None
 
 
@@ -115,15 +123,21 @@ def _times_per_day(timing: fr.Timing | None) -> float | None:
 
 
 def _from_text(text: str | None) -> float | None:
-    """ "300 mg three times daily", "1 capsule (300 mg) by mouth at bedtime": one mg amount
-    and one frequency phrase, or nothing."""
+    """ "300 mg three times daily", "1 capsule (300 mg) by mouth at bedtime": exactly one mg
+    amount and one frequency phrase, or nothing ("300 mg twice daily and 300 mg at bedtime"
+    is two instructions in one text, which we do not add up)."""
     if not text:
         return None
-    amounts = {float(m) for m in _TEXT_MG.findall(text)}
-    if len(amounts) != 1:
+    amounts = _TEXT_MG.findall(text)
+    phrases = [
+        (m.group(0).lower(), _FREQUENCY_PHRASES[int((m.lastgroup or "f0")[1:])][1])
+        for m in _TEXT_FREQUENCY.finditer(text)
+    ]
+    if len(phrases) == 2 and ("daily", 1.0) in phrases and phrases[0][1] == phrases[1][1]:
+        phrases.remove(("daily", 1.0))  # "daily at bedtime" is one time a day
+    if len(amounts) != 1 or len(phrases) != 1:
         return None
-    per_day = next((n for pattern, n in _TEXT_FREQUENCY if pattern.search(text)), None)
-    return None if per_day is None else amounts.pop() * per_day
+    return float(amounts[0].replace(",", "")) * phrases[0][1]
 
 
 class DoseBand(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cds_service.hooks.prefetch import resource_type
 from cds_service.hooks.services import ServiceDefinition
@@ -84,7 +85,10 @@ def _prefetch_value(template: str, resources: list[dict], patient_id: str) -> di
         return next(
             (r for r in resources if r["resourceType"] == kind and r["id"] == patient_id), None
         )
-    matches = [r for r in resources if r["resourceType"] == kind]
+    codes = _code_filter(template)
+    matches = [
+        r for r in resources if r["resourceType"] == kind and (codes is None or _coded(r, codes))
+    ]
     entries = [{"resource": r, "search": {"mode": "match"}} for r in matches]
     if kind in ("MedicationRequest", "MedicationStatement"):
         entries += [
@@ -96,6 +100,25 @@ def _prefetch_value(template: str, resources: list[dict], patient_id: str) -> di
     if entries:
         bundle["entry"] = entries
     return bundle
+
+
+def _code_filter(template: str) -> set[str] | None:
+    """The ``system|code`` tokens of a template's ``code=`` parameter, if it has one."""
+    query = parse_qs(urlsplit(template).query)
+    if "code" not in query:
+        return None
+    return {token for value in query["code"] for token in value.split(",")}
+
+
+def _coded(resource: dict, codes: set[str]) -> bool:
+    """Whether a resource's code matches a ``code=`` search, as a FHIR server would."""
+    code = resource.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return any(
+        f"{c.get('system')}|{c.get('code')}" in codes or c.get("code") in codes
+        for c in codings or []
+        if isinstance(c, dict)
+    )
 
 
 def _resolve(value: Any, aliases: Mapping[str, str]) -> Any:
