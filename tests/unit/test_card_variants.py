@@ -42,7 +42,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             o(b.CREATININE, 0.8, "mg/dL", when="2024-01-05"),
         ),
         {"iron-studies-due": "outdated", "renal-function-due": "outdated"},
-    ),  # fmt: skip
+    ),
     "oral-or-iv": (
         (b.kidney_ok(), o(b.FERRITIN, 30, "ng/mL")),
         {"iron-below-target": "oral-or-iv"},
@@ -64,7 +64,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             "pregnancy": "ferritin-known",
             "dopamine-agonist-augmentation": "pregnancy",
         },
-    ),  # fmt: skip
+    ),
     "pregnant-untested": (
         (pregnant(), b.kidney_ok()),
         {"pregnancy": "ferritin-due", "iron-studies-due": "never"},
@@ -80,7 +80,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             gabapentinoid("Gabapentin 300 MG Oral Capsule", "300 mg three times daily"),
         ),
         {"kidney-disease": "kidney-failure", "gabapentinoid-renal-dose": "above-limit"},
-    ),  # fmt: skip
+    ),
     "listed": (
         (
             b.condition(b.coding(ICD10CM, "N18.32")),
@@ -88,7 +88,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             gabapentinoid("Pregabalin 75 MG Oral Capsule"),
         ),
         {"kidney-disease": "listed"},
-    ),  # fmt: skip
+    ),
     "dialysis": (
         (
             b.condition(b.coding(ICD10CM, "Z99.2")),
@@ -96,7 +96,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             gabapentinoid("Horizant 600 MG extended release tablet", "600 mg daily"),
         ),
         {"kidney-disease": "dialysis", "gabapentinoid-renal-dose": "not-recommended"},
-    ),  # fmt: skip
+    ),
     "dose-unknown": (
         (
             o(b.EGFR, 40, "mL/min/{1.73_m2}"),
@@ -104,7 +104,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             gabapentinoid("Gabapentin 300 MG Oral Capsule", "as directed"),
         ),
         {"gabapentinoid-renal-dose": "dose-unknown", "kidney-disease": "egfr-low"},
-    ),  # fmt: skip
+    ),
     "problems": (
         (
             *RECENT_LABS,
@@ -119,7 +119,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             "peripheral-arterial-disease": "default",
             "prior-dvt": "default",
         },
-    ),  # fmt: skip
+    ),
     "drugs": (
         (
             *RECENT_LABS,
@@ -137,7 +137,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             "dopamine-antagonist-antiemetic": "default",
             "dopamine-agonist-augmentation": "default",
         },
-    ),  # fmt: skip
+    ),
 }
 
 
