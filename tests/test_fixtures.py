@@ -21,11 +21,22 @@ EXPECTED_TOPICS = {
     "no-rls": [],
     "rls-ckd": ["iron-below-target", "kidney-disease"],
     "rls-antihistamine": ["iron-below-target", "sedating-antihistamine"],
+    "rls-pregnancy": ["iron-studies-due", "pregnancy"],
+    "rls-neuropathy-spine": ["neuropathy-or-radiculopathy"],
+    "rls-venous-dvt": ["venous-insufficiency", "prior-dvt"],
+    "rls-pad": ["peripheral-arterial-disease"],
+    "rls-gabapentin-ckd": ["gabapentinoid-renal-dose", "kidney-disease"],
+    "rls-dopamine-agonist": ["iron-below-target", "dopamine-agonist-augmentation"],
+    "rls-psych-meds": ["serotonergic-antidepressant", "antipsychotic"],
+    "rls-antiemetic": ["dopamine-antagonist-antiemetic"],
+    "rls-kidney-tests-due": ["renal-function-due"],
 }
 
 
-def test_six_demo_patients_exist():
+def test_fifteen_demo_patients_exist_and_show_all_fifteen_topics():
+    assert len(BUNDLES) == 15
     assert {p.stem for p in BUNDLES} == set(EXPECTED_TOPICS)
+    assert len({topic for topics in EXPECTED_TOPICS.values() for topic in topics}) == 15
 
 
 @pytest.mark.parametrize("path", BUNDLES, ids=lambda p: p.stem)

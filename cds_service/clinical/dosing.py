@@ -153,7 +153,8 @@ class DoseBand(BaseModel):
     max_daily_mg: float = Field(gt=0)
     suggested_dose_mg: float = Field(gt=0)
     suggested_times_per_day: float = Field(gt=0)
-    suggested_text: str = Field(min_length=1)
+    label_note: str = Field(min_length=1)
+    """What the label says for this row, shown with the suggested dose."""
 
     def covers(self, clearance: float) -> bool:
         return clearance >= self.min_clearance if self.inclusive else clearance > self.min_clearance

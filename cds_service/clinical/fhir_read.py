@@ -74,6 +74,8 @@ class PatientData(Resource):
 class Patient(Resource):
     gender: Text | None = None
     birthDate: Text | None = None
+    deceasedBoolean: bool | None = None
+    deceasedDateTime: Text | None = None
 
 
 class Condition(PatientData):

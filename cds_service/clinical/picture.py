@@ -144,13 +144,14 @@ class PatientPicture:
     report: ReadReport = field(repr=False, compare=False)
     orders: tuple[OrderFact, ...] = ()
     pregnancy_results: tuple[PregnancyResult, ...] = ()
+    deceased: bool = False
     unavailable: frozenset[str] = frozenset()
     """Kinds of data (patient, conditions, labs, medications, ...) that could not be read."""
 
     @property
     def has_rls(self) -> bool:
-        """The gate of topics.md: an active, not refuted RLS condition."""
-        return any(c.active and RLS in c.value_sets for c in self.conditions)
+        """The gate of topics.md: an active, not refuted RLS condition (in a living patient)."""
+        return not self.deceased and any(c.active and RLS in c.value_sets for c in self.conditions)
 
     def active_conditions(self, value_set: str) -> list[ConditionFact]:
         return [c for c in self.conditions if c.active and value_set in c.value_sets]
@@ -219,6 +220,7 @@ def build_picture(
         medications=tuple(_read_medications(res, value_sets, report)),
         orders=tuple(_read_orders(res, value_sets, report)),
         pregnancy_results=pregnancy,
+        deceased=_deceased(res.patient, now),
         labs={
             k: tuple(sorted(v, key=lambda r: r.effective, reverse=True)) for k, v in labs.items()
         },
@@ -228,6 +230,14 @@ def build_picture(
 
 
 _INDEXES: list[ValueSetIndex] = []
+
+
+def _deceased(patient: fr.Patient | None, now: datetime) -> bool:
+    """Cards suggest orders and drug changes: none for a patient recorded as deceased."""
+    if patient is None:
+        return False
+    died = parse_datetime(patient.deceasedDateTime)
+    return patient.deceasedBoolean is True or (died is not None and died <= now)
 
 
 def _index(value_sets: Mapping[str, ValueSet]) -> ValueSetIndex:

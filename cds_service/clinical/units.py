@@ -55,6 +55,9 @@ CANONICAL: Mapping[str, tuple[str, Mapping[str, float]]] = {
             "ml/min/1.73 m2": 1.0,
             "ml/min/{1.73m2}": 1.0,
             "ml/min/1.73m^2": 1.0,
+            # Every eGFR code we accept is per 1.73 m2 by definition; "mL/min" on such a
+            # code is a unit label missing its area (Synthea writes it so), not a raw GFR.
+            "ml/min": 1.0,
         },
     ),
     "body-weight": (

@@ -332,7 +332,7 @@ def band(min_clearance: float, max_daily: float = 600, **changes: Any) -> dict[s
         "max_daily_mg": max_daily,
         "suggested_dose_mg": 100,
         "suggested_times_per_day": 1,
-        "suggested_text": "100 mg once daily",
+        "label_note": "label: 100 mg once daily",
         **changes,
     }
 
@@ -436,7 +436,8 @@ def test_gabapentin_dialysis_row():
         (30.01, 300),
         (30, 150),
         (20, 150),
-        (15, 75),
+        (15, 150),  # "15-30" includes 15: "<15" does not
+        (14.99, 75),
         (10, 75),
     ],
 )

@@ -64,6 +64,21 @@ class TestGate:
     def test_no_rls_keeps_the_gate_shut(self, conditions):
         assert not b.picture(*conditions).has_rls
 
+    @pytest.mark.parametrize(
+        ("deceased", "shut"),
+        [
+            ({"deceasedBoolean": True}, True),
+            ({"deceasedDateTime": "2011-03-02"}, True),
+            ({"deceasedBoolean": False}, False),
+            ({"deceasedDateTime": "2031-01-01"}, False),  # a date in the future is an error
+        ],
+    )
+    def test_a_deceased_patient_gets_no_cards(self, deceased, shut):
+        prefetch = b.prefetch(b.rls(), with_patient=b.patient() | deceased)
+        picture = build_picture(prefetch, b.PATIENT_ID, b.NOW, b.KNOWLEDGE.value_sets)
+        assert picture.has_rls is not shut
+        assert (b.ENGINE.patient_view(picture) == []) is shut
+
 
 class TestRecentLabs:
     def test_latest_within_365_days_wins(self):
@@ -107,6 +122,21 @@ class TestRecentLabs:
         obs["valueQuantity"] |= {"system": "http://ehr.example.org/units", "code": "NGML"}
         lab = b.picture(obs).latest("ferritin", YEAR)
         assert lab is not None and lab.value == 38
+
+
+class TestSyntheaKidneyLabs:
+    """Synthea writes creatinine as LOINC 38483-4 (blood) and eGFR in "mL/min"."""
+
+    def test_blood_creatinine_counts_as_creatinine(self):
+        found = b.picture(b.observation("38483-4", 1.1, "mg/dL")).latest("creatinine", YEAR)
+        assert found is not None and found.value == pytest.approx(1.1)
+
+    def test_egfr_labelled_ml_per_min_reads_as_per_1_73_m2(self):
+        found = b.picture(b.observation("33914-3", 52, "mL/min")).latest("egfr", YEAR)
+        assert found is not None and found.value == 52
+
+    def test_renal_function_is_not_due_with_synthea_labs(self):
+        assert "renal-function-due" not in b.findings(b.observation("38483-4", 1.1, "mg/dL"))
 
 
 class TestComputedValues:

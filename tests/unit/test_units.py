@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.clinical.units import canonical_unit, to_canonical
+from tests.builders import KNOWLEDGE
 
 
 class TestFerritin:
@@ -70,9 +71,15 @@ class TestEgfr:
     def test_every_spelling_of_per_1_73_m2_is_accepted(self, unit):
         assert to_canonical("egfr", 55, unit) == 55
 
-    def test_ml_per_min_without_body_surface_is_not_egfr(self):
-        """Creatinine clearance in mL/min is a different measure; it is not guessed to be eGFR."""
-        assert to_canonical("egfr", 55, "mL/min") is None
+    def test_ml_per_min_on_an_egfr_code_is_read_per_1_73_m2(self):
+        """Every eGFR code we accept is per 1.73 m2 by definition; "mL/min" on one (Synthea) is
+        a label missing its area. A measured creatinine clearance has its own LOINC code, which
+        is in no eGFR value set, so it can never be read as eGFR this way."""
+        assert to_canonical("egfr", 55, "mL/min") == 55
+        assert not KNOWLEDGE.value_sets["egfr"].has_code("http://loinc.org", "2164-2")
+
+    def test_other_units_are_still_refused(self):
+        assert to_canonical("egfr", 55, "mL/s") is None
 
 
 class TestCaseFolding:

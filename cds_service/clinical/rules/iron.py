@@ -37,15 +37,22 @@ def studies_due(picture: PatientPicture, t: Params) -> list[Finding]:
     order = picture.order_on_record(ORDER_IRON, window)
     if order is not None and order.state == "pending":
         return []
+    # In pregnancy the pregnancy card offers the ferritin order (with its pregnancy
+    # target): offering it here too would let one click order it twice.
+    pregnant = is_pregnant(picture, t)
+    suggestions = () if pregnant else None
+    notes = ("The pregnancy card offers the ferritin order.",) if pregnant else ()
     older = next(iter(picture.on_record(FERRITIN)), None)
     if older is None:
-        return [Finding("iron-studies-due", "never", {})]
+        return [Finding("iron-studies-due", "never", {}, suggestions=suggestions, notes=notes)]
     return [
         Finding(
             "iron-studies-due",
             "outdated",
             {"last_ferritin": format_lab(older), "last_date": older.effective.date().isoformat()},
             data=(data_point(older),),
+            suggestions=suggestions,
+            notes=notes,
         )
     ]
 

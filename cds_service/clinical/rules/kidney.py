@@ -8,10 +8,11 @@ by creatinine clearance (cards/gabapentinoid-renal-dose.toml).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from cds_service.clinical.dosing import DrugDosing, daily_dose_mg
+from cds_service.clinical.dosing import DrugDosing, daily_dose_mg, product_strength_mg
 from cds_service.clinical.findings import DataPoint, Finding, Target
 from cds_service.clinical.kidney import KidneyFunction, kidney_function
 from cds_service.clinical.picture import MedicationFact, PatientPicture
@@ -25,6 +26,7 @@ from cds_service.clinical.rules.common import (
     medication_point,
     names,
 )
+from cds_service.clinical.rules.pregnancy import is_pregnant
 
 CREATININE = "creatinine"
 EGFR = "egfr"
@@ -34,6 +36,12 @@ DIALYSIS = "dialysis"
 ORDER_KIDNEY = "order-kidney-function"
 GABAPENTINOIDS = ("gabapentin-enacarbil", "gabapentin", "pregabalin")
 """Enacarbil first: "gabapentin enacarbil" also names gabapentin."""
+FREQUENCY_WORDS = {
+    0.5: "every other day",
+    1: "once daily",
+    2: "twice daily",
+    3: "three times daily",
+}
 #: A reduced eGFR must persist this long to mean chronic kidney disease (KDIGO).
 CHRONIC = timedelta(days=90)
 
@@ -149,7 +157,21 @@ class GabapentinoidDose:
                     unknown.append((medication, drug, band.max_daily_mg))
             elif dose > band.max_daily_mg + 1e-6:
                 above.append((medication, drug, dose, band.max_daily_mg))
-        return self._finding(kidney, above, unknown, avoid)
+        finding = self._finding(kidney, above, unknown, avoid)
+        if finding and is_pregnant(picture, t):
+            # Gabapentinoids are not advised in pregnancy: no one-click order that keeps one
+            # going, whatever the dose.
+            return [
+                replace(
+                    finding[0],
+                    targets=(),
+                    notes=(
+                        "Pregnancy: gabapentinoids are not advised; review it with the "
+                        "obstetric team rather than only adjusting the dose.",
+                    ),
+                )
+            ]
+        return finding
 
     def _drug(self, medication: MedicationFact) -> DrugDosing:
         value_set = next(v for v in GABAPENTINOIDS if v in medication.value_sets)
@@ -197,13 +219,29 @@ class GabapentinoidDose:
         targets = tuple(
             Target(m.source, m.name, _updated(m, d, kidney)) for m, d, _, _ in above if m.is_request
         )
-        return [Finding("gabapentinoid-renal-dose", variant, values, tuple(data), targets=targets)]
+        notes = tuple(
+            f"{t.name}: no whole tablet of this strength fits the dose for this kidney "
+            "function; choose a lower strength."
+            for t in targets
+            if t.update is None
+        )
+        return [
+            Finding(
+                "gabapentinoid-renal-dose",
+                variant,
+                values,
+                tuple(data),
+                notes=notes,
+                targets=targets,
+            )
+        ]
 
 
 def _kidney_points(kidney: KidneyFunction) -> list[DataPoint]:
     if kidney.dialysis is not None:
         return [condition_point(kidney.dialysis)]
-    points = [DataPoint("Kidney function for dosing", kidney.describe(), None, "computed")]
+    when = kidney.labs[0].effective if kidney.labs else None
+    points = [DataPoint("Kidney function for dosing", kidney.describe(), when, "computed")]
     if kidney.method == "Cockcroft-Gault":
         return points + [data_point(lab) for lab in kidney.labs]
     return [data_point(lab) for lab in kidney.labs]
@@ -212,26 +250,37 @@ def _kidney_points(kidney: KidneyFunction) -> list[DataPoint]:
 def _updated(
     medication: MedicationFact, drug: DrugDosing, kidney: KidneyFunction
 ) -> dict[str, Any] | None:
-    """The order with its dosage replaced by the band's suggested dose (route kept)."""
+    """The order with its dosage replaced by a dose inside the band (route kept).
+
+    The dose is the band's suggested dose rounded down to whole tablets of the ordered
+    product, so the update can be dispensed as written; ``meta`` is the EHR's and is dropped.
+    """
     if medication.raw is None:
         return None
     band = drug.dialysis if kidney.clearance is None else drug.band(kidney.clearance)
     assert band is not None
+    dose = band.suggested_dose_mg
+    strength = product_strength_mg(medication.name)
+    if strength is not None:
+        if strength > dose:  # no whole tablet of this product fits: the card says so
+            return None
+        dose = strength * (dose // strength)
+    note = band.label_note
+    times = band.suggested_times_per_day
     original = medication.raw.get("dosageInstruction")
     route = original[0].get("route") if isinstance(original, list) and original else None
-    times = band.suggested_times_per_day
     timing = (
         {"repeat": {"frequency": 1, "period": round(1 / times, 3), "periodUnit": "d"}}
         if times < 1
         else {"repeat": {"frequency": int(times), "period": 1, "periodUnit": "d"}}
     )
     dosage: dict[str, Any] = {
-        "text": band.suggested_text,
+        "text": f"{dose:g} mg {FREQUENCY_WORDS.get(times, f'{times:g} times daily')} ({note})",
         "timing": timing,
         "doseAndRate": [
             {
                 "doseQuantity": {
-                    "value": band.suggested_dose_mg,
+                    "value": dose,
                     "unit": "mg",
                     "system": "http://unitsofmeasure.org",
                     "code": "mg",
@@ -241,4 +290,5 @@ def _updated(
     }
     if isinstance(route, dict):
         dosage["route"] = route
-    return {**medication.raw, "dosageInstruction": [dosage]}
+    updated = {key: value for key, value in medication.raw.items() if key != "meta"}
+    return {**updated, "dosageInstruction": [dosage]}
