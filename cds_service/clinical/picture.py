@@ -38,6 +38,7 @@ ORDER_VALUE_SETS = (
 PREGNANCY_TEST = "pregnancy-test"
 PREGNANCY_POSITIVE = "pregnancy-positive"
 PREGNANCY_NEGATIVE = "pregnancy-negative"
+_LAB_SETS = frozenset({*CANONICAL, PREGNANCY_TEST})
 REQUIRED_VALUE_SETS = (
     *CONDITION_VALUE_SETS, *MEDICATION_VALUE_SETS, *ORDER_VALUE_SETS,
     PREGNANCY_TEST, PREGNANCY_POSITIVE, PREGNANCY_NEGATIVE, *CANONICAL,
@@ -207,8 +208,8 @@ def build_picture(
     res = read_resources(prefetch, patient_id, report)
     sex = res.patient.gender if res.patient and res.patient.gender in ("female", "male") else None
     birth = parse_date(res.patient.birthDate) if res.patient else None
-    labs = _read_labs(res.observations, value_sets, report)
-    pregnancy = tuple(_read_pregnancy_results(res.observations, value_sets, report))
+    labs, tests = _read_labs(res.observations, value_sets, report)
+    pregnancy = tuple(_read_pregnancy_results(tests, value_sets, report))
     _add_computed_tsat(labs)
     _add_computed_egfr(labs, birth, sex)  # type: ignore[arg-type]
     return PatientPicture(
@@ -312,13 +313,17 @@ def _read_conditions(
 
 def _read_labs(
     observations: Iterable[fr.Observation], value_sets: Mapping[str, ValueSet], report: ReadReport
-) -> dict[str, list[LabResult]]:
+) -> tuple[dict[str, list[LabResult]], list[fr.Observation]]:
+    """Labs in canonical units by analyte, and the pregnancy tests (read separately)."""
     labs: dict[str, list[LabResult]] = defaultdict(list)
+    tests: list[fr.Observation] = []
     for obs in observations:
-        coded = _coded_members(value_sets, obs.code, CANONICAL)
+        coded = _index(value_sets).members(obs.code.pairs(), (), _LAB_SETS)
         analyte = next((a for a in CANONICAL if a in coded), None)
         if analyte is None:
-            if not _codes_in_set(value_sets, PREGNANCY_TEST, obs.code):
+            if PREGNANCY_TEST in coded:
+                tests.append(obs)
+            else:
                 report.ignore("Observation", "not-a-lab-we-use")
             continue
         if obs.status not in USABLE_LAB_STATUSES:
@@ -344,7 +349,7 @@ def _read_labs(
                 comparator=quantity.comparator,
             )
         )
-    return labs
+    return labs, tests
 
 
 def _observed_at(obs: fr.Observation) -> datetime | None:
@@ -359,13 +364,11 @@ def _observed_at(obs: fr.Observation) -> datetime | None:
 def _read_pregnancy_results(
     observations: Iterable[fr.Observation], value_sets: Mapping[str, ValueSet], report: ReadReport
 ) -> Iterator[PregnancyResult]:
-    """Pregnancy tests and pregnancy status, read from a coded or text answer.
+    """Pregnancy tests and pregnancy status (by code), read from a coded or text answer.
 
     A negative answer is looked for first: "not pregnant" also contains "pregnant".
     """
     for obs in observations:
-        if not _codes_in_set(value_sets, PREGNANCY_TEST, obs.code):
-            continue
         if obs.status not in USABLE_LAB_STATUSES:
             report.ignore("Observation", f"status-{obs.status}")
             continue
@@ -384,19 +387,6 @@ def _read_pregnancy_results(
             name=obs.code.label() or value_sets[PREGNANCY_TEST].title,
             source=f"Observation/{obs.id}",
         )
-
-
-def _codes_in_set(
-    value_sets: Mapping[str, ValueSet], vs_id: str, concept: fr.CodeableConcept
-) -> bool:
-    return bool(_coded_members(value_sets, concept, (vs_id,)))
-
-
-def _coded_members(
-    value_sets: Mapping[str, ValueSet], concept: fr.CodeableConcept, among: Collection[str]
-) -> set[str]:
-    """Labs and tests match by code only: a lab's name is no evidence of what it measured."""
-    return _index(value_sets).members(concept.pairs(), (), among)
 
 
 def _canonical_value(analyte: str, quantity: fr.Quantity) -> float | None:

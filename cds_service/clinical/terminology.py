@@ -201,7 +201,7 @@ class ValueSetIndex:
             if key[0] == ICD10CM and self._roots:
                 for ancestor in icd10_ancestors(key[1]):
                     found |= self._roots.get(ancestor, set())
-        found &= set(among)
+        found &= among if isinstance(among, (set, frozenset)) else set(among)
         texts = list(texts)
         for vs_id, pattern in self._phrases:
             if vs_id in among and vs_id not in found and any(pattern.search(t) for t in texts):
