@@ -83,11 +83,24 @@ class Evaluator:
         except KeyError:
             raise UnknownService(f"no CDS service with id {service_id!r}") from None
 
-    def evaluate(self, service_id: str, body: Any) -> Outcome:
-        """Validate `body` as a call of `service_id` and answer it."""
+    def evaluate(
+        self, service_id: str, body: Any, fhir_servers: tuple[str, ...] | None = None
+    ) -> Outcome:
+        """Validate `body` as a call of `service_id` and answer it.
+
+        `fhir_servers` are the FHIR server prefixes the authenticated client may name: a
+        request naming any other is refused before any connection. None (demo mode, the
+        CLI) means the deployment's allow-list, checked when a fetch is needed.
+        """
         deadline = time.monotonic() + self._fhir.deadline_s
         service = self.service(service_id)
         request, context = parse_request(service, body)
+        if fhir_servers is not None and request.fhirServer is not None:
+            if not is_allowed(str(request.fhirServer), fhir_servers):
+                raise RequestInvalid(
+                    "fhirServer is not one of the FHIR servers this client may name",
+                    [{"loc": "fhirServer", "msg": "not a FHIR server of the calling client"}],
+                )
         if service.hook != "patient-view":
             # The order hooks validate their calls; their rules come with the order-hooks issue.
             return Outcome({"cards": []}, str(request.hookInstance))

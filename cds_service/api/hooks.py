@@ -20,8 +20,8 @@ def call_hook(service_id: str):
     started = time.perf_counter()
     rt = runtime()
     rt.evaluator.service(service_id)  # 404 before anything else
-    rt.authenticator.authenticate(request.headers.get("Authorization"), request.base_url)
-    outcome = rt.evaluator.evaluate(service_id, read_json_body())
+    client = rt.authenticator.authenticate(request.headers.get("Authorization"), request.base_url)
+    outcome = rt.evaluator.evaluate(service_id, read_json_body(), client.fhir_servers)
     log.info(
         "hook answered",
         extra={

@@ -18,6 +18,9 @@ class Client:
     """The authenticated caller (the EHR), as far as it is known."""
 
     issuer: str
+    fhir_servers: tuple[str, ...] | None = None
+    """FHIR server prefixes this client may name; None: the deployment's allow-list."""
+    tenant: str | None = None
 
 
 class Authenticator(Protocol):
