@@ -95,12 +95,12 @@ class Evaluator:
         deadline = time.monotonic() + self._fhir.deadline_s
         service = self.service(service_id)
         request, context = parse_request(service, body)
-        if fhir_servers is not None and request.fhirServer is not None:
-            if not is_allowed(str(request.fhirServer), fhir_servers):
-                raise RequestInvalid(
-                    "fhirServer is not one of the FHIR servers this client may name",
-                    [{"loc": "fhirServer", "msg": "not a FHIR server of the calling client"}],
-                )
+        server = request.fhirServer
+        if fhir_servers is not None and server and not is_allowed(str(server), fhir_servers):
+            raise RequestInvalid(
+                "fhirServer is not one of the FHIR servers this client may name",
+                [{"loc": "fhirServer", "msg": "not a FHIR server of the calling client"}],
+            )
         if service.hook != "patient-view":
             # The order hooks validate their calls; their rules come with the order-hooks issue.
             return Outcome({"cards": []}, str(request.hookInstance))
