@@ -103,7 +103,7 @@ class CardRenderer:
         card: dict[str, Any] = {
             "uuid": self._new_id(),
             "summary": summary,
-            "indicator": variant.indicator or definition.indicator,
+            "indicator": finding.indicator or variant.indicator or definition.indicator,
             "detail": _detail(
                 variant.detail.format_map({k: escape_markdown(v) for k, v in values.items()}),
                 notes,
@@ -123,8 +123,13 @@ class CardRenderer:
         if suggestions:
             card["suggestions"] = suggestions
             card["selectionBehavior"] = "at-most-one"
-        if definition.override_reasons:
-            card["overrideReasons"] = [r.model_dump() for r in definition.override_reasons]
+        reasons = (
+            variant.override_reasons
+            if variant.override_reasons is not None
+            else definition.override_reasons
+        )
+        if reasons:
+            card["overrideReasons"] = [r.model_dump() for r in reasons]
         if definition.links:
             card["links"] = [
                 {"label": link.label, "url": link.url, "type": "absolute"}

@@ -16,8 +16,9 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 
 from cds_service.cards import CardRenderer
-from cds_service.clinical.engine import Engine
-from cds_service.clinical.picture import build_picture
+from cds_service.clinical.engine import Engine, OrderHook
+from cds_service.clinical.findings import Finding
+from cds_service.clinical.picture import PatientPicture, build_picture, read_drafts
 from cds_service.clinical.reader import ReadReport, unresolved_medication_ids
 from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownService
 from cds_service.fhir.client import FhirClient
@@ -33,6 +34,8 @@ Clock = Callable[[], datetime]
 
 #: Synthetic prefetch key for Medications read because requests referenced them.
 REFERENCED_MEDICATIONS = "_referencedMedications"
+#: Where draft orders are looked at beside the prefetch, for the Medications they reference.
+DRAFT_ORDERS = "_draftOrders"
 MEDICATION_BATCH = 50
 
 
@@ -101,9 +104,6 @@ class Evaluator:
                 "fhirServer is not one of the FHIR servers this client may name",
                 [{"loc": "fhirServer", "msg": "not a FHIR server of the calling client"}],
             )
-        if service.hook != "patient-view":
-            # The order hooks validate their calls; their rules come with the order-hooks issue.
-            return Outcome({"cards": []}, str(request.hookInstance))
         prefetch, gathered = self._complete(service, request, deadline)
         unread = {*gathered.failed, *unsatisfied(service.prefetch, prefetch)}
         unavailable = frozenset(
@@ -111,9 +111,35 @@ class Evaluator:
         )
         now = self._clock()
         picture = build_picture(prefetch, context.patientId, now, self._value_sets, unavailable)
-        findings = self._engine.patient_view(picture)
+        if service.hook == "patient-view":
+            findings = self._engine.patient_view(picture)
+        else:
+            hook: OrderHook = "order-select" if service.hook == "order-select" else "order-sign"
+            findings = self._order_findings(hook, request, context, prefetch, picture)
         cards = self._renderer.render(findings, context.patientId, now)
         return Outcome({"cards": cards}, str(request.hookInstance), picture.report, gathered)
+
+    def _order_findings(
+        self,
+        hook: OrderHook,
+        request: HookRequest,
+        context: Any,
+        prefetch: dict[str, Any],
+        picture: PatientPicture,
+    ) -> list[Finding]:
+        """Findings about the draft orders: all of them at order-sign, the selected ones at
+        order-select (the others are context only)."""
+        drafts = read_drafts(
+            request.context["draftOrders"],
+            prefetch,
+            context.patientId,
+            self._value_sets,
+            picture.report,
+        )
+        if hook == "order-select":
+            selected = set(context.selections)
+            drafts = tuple(d for d in drafts if d.source in selected)
+        return self._engine.order_view(picture, drafts, hook)
 
     def _complete(
         self, service: ServiceDefinition, request: HookRequest, deadline: float
@@ -144,7 +170,8 @@ class Evaluator:
             prefetch |= no_data | gathered.values
         server = str(request.fhirServer) if request.fhirServer else None
         if server and self._may_fetch(server):  # else there is nowhere to look them up
-            medication_ids = unresolved_medication_ids(prefetch)
+            drafts = request.context.get("draftOrders")
+            medication_ids = unresolved_medication_ids({**prefetch, DRAFT_ORDERS: drafts})
             if medication_ids:
                 prefetch[REFERENCED_MEDICATIONS] = self._medications(
                     server, _token(request), medication_ids, deadline, gathered

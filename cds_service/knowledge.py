@@ -99,6 +99,8 @@ class VariantDef(_Strict):
     suggestions: tuple[str, ...] = ()
     indicator: Indicator | None = None
     """Overrides the card's indicator for this variant (e.g. warning on dialysis)."""
+    override_reasons: tuple[CodingDef, ...] | None = None
+    """Overrides the card's override reasons (prescribing reasons for a draft order)."""
 
 
 class CardDefinition(_Strict):
@@ -121,8 +123,19 @@ class CardDefinition(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _reason_system(cls, data: dict) -> dict:
-        for reason in data.get("override_reasons", []):
-            reason.setdefault("system", OVERRIDE_REASON_SYSTEM)
+        variants = data.get("variants", {})
+        reasons = [
+            *data.get("override_reasons", []),
+            *(
+                r
+                for v in variants.values()
+                if isinstance(v, dict)
+                for r in v.get("override_reasons", [])
+            ),
+        ]
+        for reason in reasons:
+            if isinstance(reason, dict):
+                reason.setdefault("system", OVERRIDE_REASON_SYSTEM)
         return data
 
     @model_validator(mode="after")

@@ -6,12 +6,13 @@ start-up error, not a missing card in the chart.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from cds_service.clinical.dosing import DrugDosing
 from cds_service.clinical.findings import Finding
-from cds_service.clinical.picture import PatientPicture
+from cds_service.clinical.picture import MedicationFact, PatientPicture
 from cds_service.clinical.rules import conditions, iron, kidney, medications, pregnancy
 from cds_service.clinical.rules.common import Params
 
@@ -54,6 +55,18 @@ def patient_view_rules(dosing: Mapping[str, DrugDosing]) -> dict[str, Rule]:
     }
 
 
+#: topics.md "Order hooks": the topics a draft medication order can fire.
+ORDER_TOPICS = (
+    "gabapentinoid-renal-dose",
+    "sedating-antihistamine",
+    "serotonergic-antidepressant",
+    "antipsychotic",
+    "dopamine-antagonist-antiemetic",
+    "dopamine-agonist-augmentation",
+)
+OrderHook = Literal["order-select", "order-sign"]
+
+
 class Engine:
     """The patient-view rules bound to their thresholds and dose tables from the cards."""
 
@@ -85,4 +98,32 @@ class Engine:
         for topic, rule in self._rules.items():
             if not rule.needs & picture.unavailable:
                 findings.extend(rule.check(picture, self._params[topic]))
+        return findings
+
+    def order_view(
+        self, picture: PatientPicture, drafts: Sequence[MedicationFact], hook: OrderHook
+    ) -> list[Finding]:
+        """Findings about draft orders (the ones the clinician is acting on), never about
+        medications already on the record; none unless the patient has active RLS.
+
+        The medication rules run over a picture whose medications are the drafts; their
+        findings take the draft variants of the same cards. Every draft card is a warning,
+        except a dose above the renal limit at signing, which is critical (topics.md).
+        """
+        if GATE_NEEDS & picture.unavailable or not picture.has_rls or not drafts:
+            return []
+        ordering = replace(picture, medications=tuple(drafts))
+        findings: list[Finding] = []
+        for topic in ORDER_TOPICS:
+            rule = self._rules[topic]
+            if (rule.needs - {"medications"}) & picture.unavailable:
+                continue
+            for finding in rule.check(ordering, self._params[topic]):
+                variant = "draft" if finding.variant == "default" else f"draft-{finding.variant}"
+                critical = hook == "order-sign" and finding.variant == "above-limit"
+                findings.append(
+                    replace(
+                        finding, variant=variant, indicator="critical" if critical else "warning"
+                    )
+                )
         return findings

@@ -44,3 +44,5 @@ class Finding:
     """Caveats the card must state (missing TSAT, suggestion withheld, ...)."""
     targets: tuple[Target, ...] = ()
     """Orders that delete and update actions act on."""
+    indicator: str | None = None
+    """Overrides the variant's indicator (critical for an over-limit dose at order-sign)."""

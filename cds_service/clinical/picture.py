@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
@@ -49,6 +49,8 @@ EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 ACTIVE_REQUEST = frozenset({"active", "on-hold"})
 ACTIVE_STATEMENT = frozenset({"active", "intended"})
 PENDING_ORDER = frozenset({"active", "on-hold"})
+#: topics.md: in order hooks' draftOrders, draft (and active or on-hold) requests count.
+DRAFT_REQUEST = frozenset({"draft", "active", "on-hold"})
 PENDING_PROCEDURE = frozenset({"preparation", "in-progress"})
 #: How far in the future a lab may be dated and still count (clock skew between systems).
 FUTURE_TOLERANCE = timedelta(days=1)
@@ -446,11 +448,37 @@ def _add_computed_egfr(
         )
 
 
+def read_drafts(
+    draft_orders: Any,
+    references: Mapping[str, Any],
+    patient_id: str,
+    value_sets: Mapping[str, ValueSet],
+    report: ReadReport,
+) -> tuple[MedicationFact, ...]:
+    """The draft medication orders of an order hook, tagged with their value sets.
+
+    A draft's medication may be contained, another entry of `draft_orders`, or a
+    Medication in `references` (prefetch values or Medications read by id). Requests that
+    are cancelled, stopped or entered in error are counted and left out.
+    """
+    drafts = read_resources({"draftOrders": draft_orders}, patient_id, report)
+    referenced = read_resources(references, patient_id, ReadReport()).medications
+    drafts = replace(
+        drafts, medications={**referenced, **drafts.medications}, medication_statements=()
+    )
+    return tuple(_read_medications(drafts, value_sets, report, DRAFT_REQUEST))
+
+
 def _read_medications(
-    res: Resources, value_sets: Mapping[str, ValueSet], report: ReadReport
+    res: Resources,
+    value_sets: Mapping[str, ValueSet],
+    report: ReadReport,
+    request_statuses: frozenset[str] = frozenset(),
 ) -> Iterator[MedicationFact]:
+    """Active medications; with `request_statuses`, requests in those statuses instead."""
     for use in (*res.medication_requests, *res.medication_statements):
-        if not _is_active(use):
+        counts = use.status in request_statuses if request_statuses else _is_active(use)
+        if not counts:
             report.ignore(use.resourceType, f"status-{use.status}")
             continue
         concept = _medication_concept(use, res.medications)

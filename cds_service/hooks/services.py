@@ -115,8 +115,12 @@ def _any_system(value_sets: Mapping[str, ValueSet], ids: tuple[str, ...]) -> str
 
 
 def build_services(value_sets: Mapping[str, ValueSet]) -> dict[str, ServiceDefinition]:
-    """The three services, keyed by id, in discovery order."""
+    """The three services, keyed by id, in discovery order.
+
+    The order services need no orders or procedures: their cards are about the drafts.
+    """
     prefetch = prefetch_templates(value_sets)
+    ordering = {k: v for k, v in prefetch.items() if k not in ("serviceRequests", "procedures")}
     services = [
         ServiceDefinition(
             id=PATIENT_VIEW,
@@ -136,7 +140,7 @@ def build_services(value_sets: Mapping[str, ValueSet]) -> dict[str, ServiceDefin
                 "For patients with restless legs syndrome: flags selected draft medications "
                 "that can worsen RLS and offers safer choices."
             ),
-            prefetch=prefetch,
+            prefetch=ordering,
         ),
         ServiceDefinition(
             id=ORDER_SIGN,
@@ -146,7 +150,7 @@ def build_services(value_sets: Mapping[str, ValueSet]) -> dict[str, ServiceDefin
                 "For patients with restless legs syndrome: checks draft medications at signing "
                 "for drugs that worsen RLS and for kidney-adjusted gabapentinoid doses."
             ),
-            prefetch=prefetch,
+            prefetch=ordering,
         ),
     ]
     return {service.id: service for service in services}

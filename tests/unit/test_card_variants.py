@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.cards import CardRenderer
+from cds_service.clinical.picture import read_drafts
 from cds_service.knowledge import template_fields
 from tests import builders as b
 from tests.builders import ICD10CM, KNOWLEDGE, SNOMED
@@ -159,5 +160,80 @@ def test_every_declared_variant_is_reached():
     reached = {
         (topic, variant) for _, expected in CASES.values() for topic, variant in expected.items()
     }
+    reached |= {(t, v) for *_, expected in ORDER_CASES.values() for t, v in expected.items()}
     declared = {(topic, v) for topic, card in KNOWLEDGE.cards.items() for v in card.variants}
     assert declared == reached
+
+
+def draft(text: str, dose_text: str | None = None) -> dict:
+    request = gabapentinoid(text, dose_text)
+    request["status"] = "draft"
+    return request
+
+
+#: name -> (record, draft orders, expected {topic: variant}) for order-sign.
+ORDER_CASES: dict[str, tuple[tuple[dict, ...], tuple[dict, ...], dict[str, str]]] = {
+    "drugs": (
+        RECENT_LABS,
+        (
+            draft("Hydroxyzine 25 mg"),
+            draft("Paroxetine 20 mg"),
+            draft("Haloperidol 1 mg"),
+            draft("Prochlorperazine 10 mg"),
+            draft("Rotigotine (Neupro) 1 mg/24 h patch"),
+        ),
+        {
+            "sedating-antihistamine": "draft",
+            "serotonergic-antidepressant": "draft",
+            "antipsychotic": "draft",
+            "dopamine-antagonist-antiemetic": "draft",
+            "dopamine-agonist-augmentation": "draft",
+        },
+    ),
+    "pregnant": (
+        (pregnant(), *RECENT_LABS),
+        (draft("Levodopa/carbidopa 100/25 mg"),),
+        {"dopamine-agonist-augmentation": "draft-pregnancy"},
+    ),
+    "above-limit": (
+        (o(b.EGFR, 40, "mL/min/{1.73_m2}"), *RECENT_LABS[1:]),
+        (draft("Gabapentin 100 MG Oral Capsule", "600 mg three times daily"),),
+        {"gabapentinoid-renal-dose": "draft-above-limit"},
+    ),
+    "dose-unknown": (
+        (o(b.EGFR, 40, "mL/min/{1.73_m2}"), *RECENT_LABS[1:]),
+        (draft("Pregabalin 75 MG Oral Capsule", "as directed"),),
+        {"gabapentinoid-renal-dose": "draft-dose-unknown"},
+    ),
+    "dialysis": (
+        (b.condition(b.coding(ICD10CM, "Z99.2")), *RECENT_LABS),
+        (draft("Horizant 600 MG extended release tablet", "600 mg daily"),),
+        {"gabapentinoid-renal-dose": "draft-not-recommended"},
+    ),
+}
+
+
+def order_findings(record: tuple[dict, ...], drafts: tuple[dict, ...], hook: str):
+    picture = b.picture(b.rls(), *record)
+    facts = read_drafts(
+        b.searchset(*drafts), {}, b.PATIENT_ID, KNOWLEDGE.value_sets, picture.report
+    )
+    return b.ENGINE.order_view(picture, facts, hook)
+
+
+@pytest.mark.parametrize("name", sorted(ORDER_CASES))
+def test_order_case_reaches_its_draft_variants(name):
+    record, drafts, expected = ORDER_CASES[name]
+    found = order_findings(record, drafts, "order-sign")
+    assert {f.topic: f.variant for f in found} == expected
+    for finding in found:
+        variant = KNOWLEDGE.cards[finding.topic].variants[finding.variant]
+        needed = template_fields(variant.summary) | template_fields(variant.detail)
+        assert needed <= set(finding.values)
+    for card in RENDERER.render(found, b.PATIENT_ID, b.NOW):
+        assert "{" not in card["summary"] and len(card["summary"]) < 140
+        assert [r["code"] for r in card["overrideReasons"]] == [
+            "benefit-outweighs-risk",
+            "tolerated-before",
+            "short-course",
+        ]
