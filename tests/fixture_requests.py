@@ -12,25 +12,37 @@ import uuid
 from pathlib import Path
 
 from cds_service.hooks.bundles import hook_request
-from cds_service.hooks.services import PATIENT_VIEW, build_services
+from cds_service.hooks.services import ORDER_SELECT, ORDER_SIGN, PATIENT_VIEW, build_services
 from tests.builders import KNOWLEDGE
 
 ROOT = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 PATIENTS = ROOT / "patients"
+DRAFTS = ROOT / "drafts"
 REQUESTS = ROOT / "requests"
 NAMESPACE = uuid.UUID("6f0e3f64-3c1e-4f4e-9d2a-2f3f2f6f9a10")
 
 
 def expected_requests() -> dict[str, dict]:
-    """File name -> request body, one patient-view request per demo patient."""
-    service = build_services(KNOWLEDGE.value_sets)[PATIENT_VIEW]
+    """File name -> request body: a patient-view request per demo patient, and an
+    order-select and an order-sign request per draft-orders bundle in drafts/ (named
+    ``<patient>.<what>.json``: the drafts are that patient's)."""
+    services = build_services(KNOWLEDGE.value_sets)
     requests = {}
     for path in sorted(PATIENTS.glob("*.json")):
         name = f"patient-view-{path.stem}.json"
         bundle = json.loads(path.read_text("utf-8"))
         requests[name] = hook_request(
-            service, bundle, hook_instance=str(uuid.uuid5(NAMESPACE, name))
+            services[PATIENT_VIEW], bundle, hook_instance=str(uuid.uuid5(NAMESPACE, name))
         )
+    for path in sorted(DRAFTS.glob("*.json")):
+        patient = path.name.split(".")[0]
+        bundle = json.loads((PATIENTS / f"{patient}.json").read_text("utf-8"))
+        drafts = json.loads(path.read_text("utf-8"))
+        for service_id in (ORDER_SELECT, ORDER_SIGN):
+            name = f"{service_id.removeprefix('rls-')}-{path.stem.replace('.', '-')}.json"
+            requests[name] = hook_request(
+                services[service_id], bundle, drafts, str(uuid.uuid5(NAMESPACE, name))
+            )
     return requests
 
 

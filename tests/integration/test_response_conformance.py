@@ -56,8 +56,11 @@ def all_responses(client) -> list[tuple[str, dict]]:
     bodies = {p.stem: json.loads(p.read_text("utf-8")) for p in REQUESTS.glob("*.json")}
     bodies |= {name: b.hook_request(pf) for name, pf in synthetic_prefetches().items()}
     responses = []
+    services = {"patient-view": "rls-secondary-causes"} | {
+        hook: f"rls-{hook}" for hook in ("order-select", "order-sign")
+    }
     for name, body in bodies.items():
-        response = client.post("/cds-services/rls-secondary-causes", json=body)
+        response = client.post(f"/cds-services/{services[body['hook']]}", json=body)
         assert response.status_code == 200, name
         responses.append((name, response.get_json()))
     return responses
