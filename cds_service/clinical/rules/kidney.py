@@ -216,15 +216,17 @@ class GabapentinoidDose:
             "kidney": kidney.describe(),
             "medications": "; ".join(lines),
         }
-        targets = tuple(
+        adjusted = tuple(
             Target(m.source, m.name, _updated(m, d, kidney)) for m, d, _, _ in above if m.is_request
         )
         notes = tuple(
             f"{t.name}: no whole tablet of this strength fits the dose for this kidney "
             "function; choose a lower strength."
-            for t in targets
+            for t in adjusted
             if t.update is None
         )
+        # A drug the label does not recommend here can only be cancelled, not adjusted.
+        targets = adjusted + tuple(Target(m.source, m.name) for m, _ in avoid if m.is_request)
         return [
             Finding(
                 "gabapentinoid-renal-dose",
