@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from flask_cors import CORS
 
 from cds_service import errors
 from cds_service.api import EXTENSION, Runtime, discovery, health, hooks
-from cds_service.auth import Authenticator, DemoAuthenticator, NoTrustedClients
+from cds_service.auth import build_security
 from cds_service.evaluation import Clock, Evaluator, FhirAccess
 from cds_service.fhir.client import FhirClient, new_session
 from cds_service.fhir.guard import is_allowed
@@ -34,9 +35,13 @@ class _InOrderJSON(DefaultJSONProvider):
     sort_keys = False
 
 
-def _fhir_access(settings: Settings) -> FhirAccess:
-    """One pooled session and one worker pool per app, shared by every hook call."""
-    allowlist = settings.effective_fhir_allowlist
+def _fhir_access(settings: Settings, client_servers: tuple[str, ...]) -> FhirAccess:
+    """One pooled session and one worker pool per app, shared by every hook call.
+
+    The service may connect to the configured allow-list and to the FHIR servers of the
+    trusted clients; which of these one call may name is bound to its verified client.
+    """
+    allowlist = tuple(dict.fromkeys(settings.effective_fhir_allowlist + client_servers))
     client = FhirClient(
         new_session(settings.fhir_max_parallel),
         connect_timeout=settings.fhir_connect_timeout_s,
@@ -47,28 +52,35 @@ def _fhir_access(settings: Settings) -> FhirAccess:
     return FhirAccess(client, executor, allowlist, settings.hook_deadline_s)
 
 
+def _cors(app: Flask, settings: Settings) -> None:
+    """CORS for browser-based EHRs: only the allow-listed origins get CORS headers."""
+    if not settings.cors_origins:
+        return
+    CORS(
+        app,
+        origins=list(settings.cors_origins),
+        methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["WWW-Authenticate", "Retry-After"],
+        supports_credentials=False,
+        max_age=600,
+    )
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Flask:
-    """Build the app: load and check the knowledge base, wire the adapters, register routes."""
+    """Build the app: load and check the knowledge base, wire the adapters, register routes.
+
+    Raises TrustedClientsInvalid when the trusted-clients file cannot be used.
+    """
     settings = settings or Settings()
     configure_logging(settings.log_level)
     knowledge = Knowledge.load(settings.cards_dir or shipped_dir("cards"))
     services = build_services(knowledge.value_sets)
-    authenticator: Authenticator
-    if settings.demo:
-        log.warning(
-            "DEMO MODE: client authentication is OFF; any caller can invoke the hooks. "
-            "Never use demo mode with real patient data."
-        )
-        authenticator = DemoAuthenticator()
-    else:
-        log.warning(
-            "no trusted CDS clients are configured: every hook call will be refused with 401"
-        )
-        authenticator = NoTrustedClients()
+    security = build_security(settings)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -77,10 +89,14 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
         settings=settings,
         knowledge=knowledge,
         services=services,
-        evaluator=Evaluator(knowledge, services, clock, _fhir_access(settings)),
-        authenticator=authenticator,
+        evaluator=Evaluator(
+            knowledge, services, clock, _fhir_access(settings, security.clients.fhir_servers)
+        ),
+        authenticator=security.authenticator,
         database=make_engine(settings),
+        replay=security.replay,
     )
+    _cors(app, settings)
     for module in (discovery, hooks, health):
         app.register_blueprint(module.bp)
     errors.register(app)

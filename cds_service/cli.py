@@ -1,10 +1,12 @@
-"""The ``rls-cds`` command line: ``serve`` and ``evaluate``.
+"""The ``rls-cds`` command line: ``serve``, ``evaluate``, ``check``, ``dev-keys``, ``dev-token``.
 
 ``evaluate`` is a contract other work and outside checks rely on; its options and output
 do not change silently:
 
     rls-cds evaluate --hook HOOK --bundle FILE [--draft-orders FILE] [--now ISO-DATETIME]
     rls-cds check --fhir-server URL --patient ID [--token T] [--hook patient-view]
+    rls-cds dev-keys --out DIR [--iss ISS]
+    rls-cds dev-token --key KEYFILE --iss ISS --aud URL [--kid KID] [--ttl 300]
 
 It runs the bundle through the same HTTP code path as the service (an in-process request)
 and prints the CDS Hooks response JSON; exit 0 on success, 2 with one line on stderr for
@@ -27,6 +29,8 @@ from cds_service.hooks.bundles import CLI_USER, BundleError, hook_request
 
 if TYPE_CHECKING:
     from flask import Flask
+
+DEV_ISSUER = "https://ehr.example.org/dev"
 
 HOOK_SERVICES = {
     "patient-view": "rls-secondary-causes",
@@ -85,6 +89,25 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--hook", default="patient-view", choices=["patient-view"])
     check.add_argument("--now", type=_instant, help="evaluation time (default: now), ISO 8601")
     check.set_defaults(run=_check)
+
+    dev_keys = commands.add_parser(
+        "dev-keys", help="write a demo ES384 key pair, its JWKS and a trusted-clients file"
+    )
+    dev_keys.add_argument("--out", required=True, type=Path, help="directory to write into")
+    dev_keys.add_argument(
+        "--iss", default=DEV_ISSUER, help=f"issuer the trusted-clients file names ({DEV_ISSUER})"
+    )
+    dev_keys.set_defaults(run=_dev_keys)
+
+    dev_token = commands.add_parser("dev-token", help="print a signed CDS Hooks client JWT")
+    dev_token.add_argument("--key", required=True, type=Path, help="private key PEM (EC or RSA)")
+    dev_token.add_argument("--iss", required=True, help="issuer (a trusted client's iss)")
+    dev_token.add_argument("--aud", required=True, help="the exact URL the token is for")
+    dev_token.add_argument("--kid", help="key id (default: the key's RFC 7638 thumbprint)")
+    dev_token.add_argument(
+        "--ttl", type=int, default=300, help="seconds until it expires (default 300)"
+    )
+    dev_token.set_defaults(run=_dev_token)
     return parser
 
 
@@ -98,12 +121,16 @@ def _instant(text: str) -> datetime:
 
 def _serve(args: argparse.Namespace) -> int:
     from cds_service.app import create_app
+    from cds_service.auth import TrustedClientsInvalid
     from cds_service.settings import Settings
 
     overrides: dict[str, Any] = {"demo": True} if args.demo else {}
     overrides |= {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except TrustedClientsInvalid as exc:
+        raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
     app.run(host=settings.host, port=settings.port, threaded=True)
     return 0
 
@@ -195,6 +222,41 @@ def check_report(base: str, outcome: Any, elapsed: float) -> str:
         f"  {c['indicator']:<8} {c['source']['topic']['code']}: {c['summary']}" for c in cards
     ]
     return "\n".join(lines)
+
+
+def _dev_keys(args: argparse.Namespace) -> int:
+    """Write the files and say how to use them; the private key never goes to stdout."""
+    from cds_service.auth.devkeys import write_dev_keys
+
+    try:
+        paths = write_dev_keys(args.out, args.iss)
+    except OSError as exc:
+        raise InputError(f"{args.out}: {exc.strerror or exc}") from None
+    kid = json.loads(paths["jwks"].read_text("utf-8"))["keys"][0]["kid"]
+    print(f"private key (ES384): {paths['key']}")
+    print(f"JWK Set:             {paths['jwks']}  (kid {kid})")
+    print(f"trusted clients:     {paths['clients']}  (iss {args.iss})")
+    print(f"next: RLS_CDS_TRUSTED_CLIENTS={paths['clients']} rls-cds serve")
+    print(
+        f"      rls-cds dev-token --key {paths['key']} --iss {args.iss} "
+        "--aud http://127.0.0.1:8080/cds-services/rls-secondary-causes"
+    )
+    return 0
+
+
+def _dev_token(args: argparse.Namespace) -> int:
+    from cds_service.auth.devkeys import load_private_key, mint_token
+
+    if args.ttl < 1:
+        raise InputError("--ttl must be at least 1 second")
+    try:
+        key = load_private_key(args.key)
+    except OSError as exc:
+        raise InputError(f"{args.key}: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{args.key}: not a usable private key ({exc})") from None
+    print(mint_token(key, args.iss, args.aud, kid=args.kid, ttl_s=args.ttl))
+    return 0
 
 
 def _read_json(path: Path) -> Any:

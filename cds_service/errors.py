@@ -5,7 +5,8 @@
     ├── AuthenticationFailed   401: no or unacceptable credentials
     ├── UnknownService         404: no service with that id
     ├── PrefetchUnavailable    412: data the rules need is missing and cannot be fetched
-    └── StoreUnavailable       503: the database cannot be reached
+    ├── StoreUnavailable       503: the database cannot be reached
+    └── ReplayStoreUnavailable 503: the JWT replay store cannot be asked (fail closed)
 
 Bodies never echo request content: it may hold patient data or tokens.
 """
@@ -74,6 +75,13 @@ class StoreUnavailable(ServiceError):
     code = "store-unavailable"
 
 
+class ReplayStoreUnavailable(ServiceError):
+    """Raised when a token's `jti` cannot be checked against the replay store; retry later."""
+
+    status = 503
+    code = "replay-store-unavailable"
+
+
 def register(app: Flask) -> None:
     """Install the handlers that turn every failure into a JSON response."""
 
@@ -83,6 +91,8 @@ def register(app: Flask) -> None:
         response.status_code = error.status
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        elif error.status == 503:
+            response.headers["Retry-After"] = "5"
         return response
 
     @app.errorhandler(HTTPException)

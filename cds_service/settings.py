@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -61,11 +62,99 @@ class Settings(BaseSettings):
         8, ge=1, le=64, description="FHIR requests in flight at once, across all hooks."
     )
 
-    @field_validator("fhir_server_allowlist", mode="before")
+    trusted_clients: Path | None = Field(
+        None,
+        description=(
+            "JSON file listing the trusted CDS clients (EHRs): issuer, keys, FHIR servers; "
+            "unset: every call is refused with 401 (outside demo mode)."
+        ),
+    )
+    public_base_url: str | None = Field(
+        None,
+        description=(
+            "Externally visible base URL (e.g. https://cds.example.org); a JWT's `aud` must be "
+            "it plus the path called. Default: the URL of the request as received."
+        ),
+    )
+    protect_discovery: bool = Field(
+        False, description="Require a client JWT on GET /cds-services too (the spec allows both)."
+    )
+    jwt_leeway_s: int = Field(
+        60, ge=0, le=300, description="Clock skew allowed on a JWT's `exp`, `iat` and `nbf`."
+    )
+    jwks_cache_ttl_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="How long a fetched client JWKS is used before refetching.",
+    )
+    jwks_refetch_interval_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Least time between two fetches of one JWKS caused by an unknown `kid`.",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("RLS_CDS_REDIS_URL", "REDIS_URL"),
+        description=(
+            "Redis shared by all instances for JWT replay protection (`jti`); default: "
+            "in memory. Redis unreachable: authenticated calls get 503 (fail closed)."
+        ),
+    )
+    redis_prefix: str = Field(
+        "rls-cds",
+        min_length=1,
+        description="Prefix of this deployment's Redis keys (several deployments, one Redis).",
+    )
+    replay_cache_size: int = Field(
+        100_000,
+        ge=100,
+        description="Most unexpired `jti` values the in-memory replay store holds (503 when full).",
+    )
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        description=(
+            "Browser origins allowed by CORS (comma-separated, e.g. "
+            "https://sandbox.cds-hooks.org); default: none."
+        ),
+    )
+
+    @field_validator("fhir_server_allowlist", "cors_origins", mode="before")
     @classmethod
     def _split_prefixes(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        split = urlsplit(value.strip())
+        if split.scheme not in ("http", "https") or not split.hostname:
+            raise ValueError("must be an absolute http(s) URL")
+        if split.query or split.fragment or split.username:
+            raise ValueError("must not carry a query, fragment or credentials")
+        return value.strip().rstrip("/")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        value = tuple(origin.rstrip("/") for origin in value)
+        for origin in value:
+            split = urlsplit(origin)
+            if (
+                split.scheme not in ("http", "https")
+                or not split.hostname
+                or split.path
+                or split.query
+                or split.username
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port], no path, no wildcard)"
+                )
         return value
 
     @property

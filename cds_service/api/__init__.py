@@ -8,6 +8,7 @@ from flask import current_app
 from sqlalchemy.engine import Engine as DatabaseEngine
 
 from cds_service.auth import Authenticator
+from cds_service.auth.replay import ReplayStore
 from cds_service.evaluation import Evaluator
 from cds_service.hooks.services import ServiceDefinition
 from cds_service.knowledge import Knowledge
@@ -26,6 +27,7 @@ class Runtime:
     evaluator: Evaluator
     authenticator: Authenticator
     database: DatabaseEngine
+    replay: ReplayStore
 
 
 def runtime() -> Runtime:

@@ -18,11 +18,13 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready when the knowledge base is loaded and the store answers a query."""
+    """Ready when the knowledge base is loaded, the store answers a query and the replay
+    store (Redis, when configured) answers a ping."""
     rt = runtime()
     checks = {
         "knowledge": bool(rt.knowledge.cards) and bool(rt.knowledge.value_sets),
         "store": reachable(rt.database),
+        "replay": rt.replay.reachable(),
     }
     ready = all(checks.values())
     response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks})

@@ -9,6 +9,7 @@ import time
 from flask import Blueprint, jsonify, request
 
 from cds_service.api import runtime
+from cds_service.api.security import authenticated_client
 from cds_service.errors import RequestInvalid
 
 bp = Blueprint("hooks", __name__)
@@ -20,7 +21,7 @@ def call_hook(service_id: str):
     started = time.perf_counter()
     rt = runtime()
     rt.evaluator.service(service_id)  # 404 before anything else
-    client = rt.authenticator.authenticate(request.headers.get("Authorization"), request.base_url)
+    client = authenticated_client()
     outcome = rt.evaluator.evaluate(service_id, read_json_body(), client.fhir_servers)
     log.info(
         "hook answered",

@@ -1,32 +1,43 @@
-"""Who may call the service.
+"""Who may call the service: the policy chosen at start-up and its parts.
 
-Until JWT verification lands (security issue), there are exactly two policies: the demo
-mode lets every caller in and says so loudly; every other configuration has no trusted
-client yet and therefore refuses every call with 401 (fail closed, never open).
+    model.py    Client (the verified caller) and the Authenticator interface
+    clients.py  the trusted-clients file, validated at start-up
+    keys.py     JWK Sets: parsing, fetching, the TTL cache
+    replay.py   jti replay stores (memory, Redis)
+    verify.py   JwtAuthenticator: the CDS Hooks 2.0 JWT checks
+    devkeys.py  demo keys and tokens for integrators (``rls-cds dev-keys | dev-token``)
+
+Three policies: demo mode lets every caller in and says so loudly; with a trusted-clients
+file every call needs a JWT that verifies; with neither, every call is refused with 401
+(fail closed, never open).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+import logging
 
+import requests
+
+from cds_service.auth.clients import TrustedClients, TrustedClientsInvalid, load_trusted_clients
+from cds_service.auth.keys import JwksCache, http_fetcher
+from cds_service.auth.model import Authenticator, Client
+from cds_service.auth.replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from cds_service.auth.verify import JwtAuthenticator
 from cds_service.errors import AuthenticationFailed
+from cds_service.settings import Settings
 
+__all__ = [
+    "Authenticator",
+    "Client",
+    "DemoAuthenticator",
+    "JwtAuthenticator",
+    "NoTrustedClients",
+    "Security",
+    "TrustedClientsInvalid",
+    "build_security",
+]
 
-@dataclass(frozen=True)
-class Client:
-    """The authenticated caller (the EHR), as far as it is known."""
-
-    issuer: str
-    fhir_servers: tuple[str, ...] | None = None
-    """FHIR server prefixes this client may name; None: the deployment's allow-list."""
-    tenant: str | None = None
-
-
-class Authenticator(Protocol):
-    def authenticate(self, authorization: str | None, audience: str) -> Client:
-        """Verify the Authorization header value for a call to `audience`; raise if not."""
-        ...
+log = logging.getLogger(__name__)
 
 
 class DemoAuthenticator:
@@ -43,3 +54,50 @@ class NoTrustedClients:
         if not (authorization or "").startswith("Bearer "):
             raise AuthenticationFailed("a bearer JWT from a trusted CDS client is required")
         raise AuthenticationFailed("no trusted CDS clients are configured on this service")
+
+
+class Security:
+    """What create_app needs from this package: the policy and the stores behind it."""
+
+    def __init__(self, authenticator: Authenticator, replay: ReplayStore, clients: TrustedClients):
+        self.authenticator = authenticator
+        self.replay = replay
+        self.clients = clients
+
+
+def build_security(settings: Settings) -> Security:
+    """The authentication policy the settings ask for; TrustedClientsInvalid for a bad file."""
+    if settings.demo:
+        log.warning(
+            "DEMO MODE: client authentication is OFF; any caller can invoke the hooks. "
+            "Never use demo mode with real patient data."
+        )
+        if settings.trusted_clients:
+            log.warning("demo mode ignores the trusted clients file")
+        return Security(
+            DemoAuthenticator(), MemoryReplayStore(settings.replay_cache_size), TrustedClients([])
+        )
+    replay: ReplayStore
+    if settings.redis_url:
+        replay = RedisReplayStore.from_url(settings.redis_url, settings.redis_prefix)
+    else:
+        replay = MemoryReplayStore(settings.replay_cache_size)
+    if not settings.trusted_clients:
+        log.warning(
+            "no trusted CDS clients are configured: every hook call will be refused with 401"
+        )
+        return Security(NoTrustedClients(), replay, TrustedClients([]))
+    clients = load_trusted_clients(settings.trusted_clients)
+    session = requests.Session()
+    session.headers["Accept"] = "application/json"
+    jwks = JwksCache(
+        http_fetcher(session), settings.jwks_cache_ttl_s, settings.jwks_refetch_interval_s
+    )
+    log.info(
+        "client JWT verification on",
+        extra={
+            "trusted_issuers": list(clients),
+            "replay_store": "redis" if settings.redis_url else "memory",
+        },
+    )
+    return Security(JwtAuthenticator(clients, jwks, replay, settings.jwt_leeway_s), replay, clients)

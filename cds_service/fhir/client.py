@@ -20,6 +20,7 @@ from cds_service.fhir.errors import (
     FhirUnavailable,
     translating,
 )
+from cds_service.fhir.guard import is_allowed
 
 FHIR_JSON = "application/fhir+json"
 
@@ -84,7 +85,10 @@ class FhirClient:
         seen = {url}
         next_url = _next_link(body, url)
         while next_url:
-            if len(seen) >= self._max_pages or next_url in seen or not self._allowed(next_url):
+            # A page link is followed only under the server the EHR named: the token it lent
+            # must never reach another server, even one another client may name.
+            on_server = is_allowed(next_url, (base,)) and self._allowed(next_url)
+            if len(seen) >= self._max_pages or next_url in seen or not on_server:
                 fetched.truncated = True
                 break
             seen.add(next_url)

@@ -277,10 +277,10 @@ class TestHealth:
     def test_healthz_answers(self, client):
         assert client.get("/healthz").get_json() == {"status": "ok"}
 
-    def test_readyz_checks_knowledge_and_store(self, client):
+    def test_readyz_checks_knowledge_store_and_replay_store(self, client):
         response = client.get("/readyz")
         assert response.status_code == 200
-        assert response.get_json()["checks"] == {"knowledge": True, "store": True}
+        assert response.get_json()["checks"] == {"knowledge": True, "store": True, "replay": True}
 
     def test_readyz_is_503_when_the_store_is_unreachable(self, tmp_path):
         settings = Settings(

@@ -108,6 +108,17 @@ def test_a_next_link_to_another_server_is_not_followed():
     assert fetched.truncated and len(responses.calls) == 1
 
 
+@responses.activate
+def test_a_next_link_to_another_allowed_server_is_not_followed():
+    """Another trusted client's server is on the deployment's list, but this call's token
+    was lent for the server the EHR named: paging never carries it elsewhere."""
+    other = "https://other-ehr.example/fhir"
+    wide = FhirClient(new_session(4), 1.0, 10, allowed=lambda url: is_allowed(url, (BASE, other)))
+    responses.get(f"{BASE}/Observation?x=1", json=page(1, f"{other}/Observation?page=2"))
+    fetched = wide.get(BASE, "Observation?x=1", TOKEN, time.monotonic() + 2, [])
+    assert fetched.truncated and len(responses.calls) == 1
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [(401, FhirRefused), (403, FhirRefused), (500, FhirUnavailable), (429, FhirUnavailable),

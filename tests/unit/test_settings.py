@@ -42,6 +42,51 @@ class TestSettings:
         with pytest.raises(ValidationError):
             Settings(**field)
 
+    def test_security_defaults_are_closed(self, monkeypatch):
+        """No trusted client, open discovery (the spec allows it), no CORS, replay in memory."""
+        for name in ("RLS_CDS_TRUSTED_CLIENTS", "REDIS_URL", "RLS_CDS_REDIS_URL"):
+            monkeypatch.delenv(name, raising=False)
+        settings = Settings()
+        assert settings.trusted_clients is None
+        assert settings.public_base_url is None
+        assert settings.protect_discovery is False
+        assert settings.cors_origins == ()
+        assert (settings.redis_url, settings.redis_prefix) == (None, "rls-cds")
+        assert 0 < settings.jwt_leeway_s <= 300
+
+    def test_security_values_come_from_the_environment(self, monkeypatch):
+        monkeypatch.setenv("RLS_CDS_TRUSTED_CLIENTS", "/etc/rls-cds/clients.json")
+        monkeypatch.setenv("RLS_CDS_PUBLIC_BASE_URL", "https://cds.example.org/rls/")
+        monkeypatch.setenv("RLS_CDS_PROTECT_DISCOVERY", "true")
+        monkeypatch.setenv("RLS_CDS_CORS_ORIGINS", "https://sandbox.cds-hooks.org, https://a.b/")
+        monkeypatch.setenv("REDIS_URL", "redis://cache:6379/1")
+        monkeypatch.setenv("RLS_CDS_REDIS_PREFIX", "rls-cds-staging")
+        settings = Settings()
+        assert settings.trusted_clients == Path("/etc/rls-cds/clients.json")
+        assert settings.public_base_url == "https://cds.example.org/rls"
+        assert settings.protect_discovery is True
+        assert settings.cors_origins == ("https://sandbox.cds-hooks.org", "https://a.b")
+        assert (settings.redis_url, settings.redis_prefix) == (
+            "redis://cache:6379/1",
+            "rls-cds-staging",
+        )
+
+    @pytest.mark.parametrize(
+        "field",
+        [
+            {"public_base_url": "cds.example.org"},
+            {"public_base_url": "https://cds.example.org/?x=1"},
+            {"cors_origins": "*"},
+            {"cors_origins": "https://a.example/path"},
+            {"cors_origins": "null"},
+            {"jwt_leeway_s": 3600},
+            {"redis_prefix": ""},
+        ],
+    )
+    def test_invalid_security_values_are_refused(self, field):
+        with pytest.raises(ValidationError):
+            Settings(**field)
+
     @pytest.mark.parametrize(
         ("url", "expected"),
         [
