@@ -15,8 +15,10 @@ from flask_cors import CORS
 
 from cds_service import errors
 from cds_service.api import EXTENSION, Runtime, discovery, health, hooks
+from cds_service.api import feedback as feedback_api
 from cds_service.auth import build_security
 from cds_service.evaluation import Clock, Evaluator, FhirAccess
+from cds_service.feedback import build_feedback
 from cds_service.fhir.client import FhirClient, new_session
 from cds_service.fhir.guard import is_allowed
 from cds_service.hooks.services import build_services
@@ -81,6 +83,8 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
     knowledge = Knowledge.load(settings.cards_dir or shipped_dir("cards"))
     services = build_services(knowledge.value_sets)
     security = build_security(settings)
+    database = make_engine(settings)
+    feedback = build_feedback(settings, database)
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -90,14 +94,19 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
         knowledge=knowledge,
         services=services,
         evaluator=Evaluator(
-            knowledge, services, clock, _fhir_access(settings, security.clients.fhir_servers)
+            knowledge,
+            services,
+            clock,
+            _fhir_access(settings, security.clients.fhir_servers),
+            feedback.suppressed,
         ),
         authenticator=security.authenticator,
-        database=make_engine(settings),
+        database=database,
         replay=security.replay,
+        feedback=feedback,
     )
     _cors(app, settings)
-    for module in (discovery, hooks, health):
+    for module in (discovery, hooks, feedback_api, health):
         app.register_blueprint(module.bp)
     errors.register(app)
     log.info(

@@ -1,4 +1,5 @@
-"""The ``rls-cds`` command line: ``serve``, ``evaluate``, ``check``, ``dev-keys``, ``dev-token``.
+"""The ``rls-cds`` command line: ``serve``, ``evaluate``, ``check``, ``dev-keys``, ``dev-token``,
+``db upgrade`` and ``feedback-report``.
 
 ``evaluate`` is a contract other work and outside checks rely on; its options and output
 do not change silently:
@@ -7,6 +8,8 @@ do not change silently:
     rls-cds check --fhir-server URL --patient ID [--token T] [--hook patient-view]
     rls-cds dev-keys --out DIR [--iss ISS]
     rls-cds dev-token --key KEYFILE --iss ISS --aud URL [--kid KID] [--ttl 300]
+    rls-cds db upgrade
+    rls-cds feedback-report [--since DATE] [--format table|json|csv]
 
 It runs the bundle through the same HTTP code path as the service (an in-process request)
 and prints the CDS Hooks response JSON; exit 0 on success, 2 with one line on stderr for
@@ -108,6 +111,18 @@ def _parser() -> argparse.ArgumentParser:
         "--ttl", type=int, default=300, help="seconds until it expires (default 300)"
     )
     dev_token.set_defaults(run=_dev_token)
+
+    db = commands.add_parser("db", help="the store's database")
+    db_commands = db.add_subparsers(required=True, metavar="ACTION")
+    upgrade = db_commands.add_parser("upgrade", help="apply the database migrations")
+    upgrade.set_defaults(run=_db_upgrade)
+
+    report = commands.add_parser(
+        "feedback-report", help="per topic: cards issued, accepted, overridden, and why"
+    )
+    report.add_argument("--since", type=_instant, help="only feedback and cards since (ISO 8601)")
+    report.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    report.set_defaults(run=_feedback_report)
     return parser
 
 
@@ -117,6 +132,39 @@ def _instant(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _store() -> Any:
+    """The feedback store of the configured database (DATABASE_URL, else the SQLite file)."""
+    from cds_service.feedback.store import FeedbackStore
+    from cds_service.settings import Settings
+    from cds_service.store import make_engine
+
+    return FeedbackStore(make_engine(Settings()), secret=None)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        _store().migrate()
+    except SQLAlchemyError as exc:
+        raise InputError(f"the database could not be migrated: {type(exc).__name__}") from None
+    print("database migrated to the newest schema")
+    return 0
+
+
+def _feedback_report(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cds_service.feedback import report
+
+    try:
+        topics, unknown = _store().report(args.since)
+    except SQLAlchemyError as exc:
+        raise InputError(f"the store could not be read: {type(exc).__name__}") from None
+    sys.stdout.write(report.render(report.as_data(topics, unknown, args.since), args.format))
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

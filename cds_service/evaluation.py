@@ -6,7 +6,7 @@ Used by the HTTP layer and, through it, by ``rls-cds evaluate``; knows nothing o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,6 +31,8 @@ from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest
 from cds_service.knowledge import Knowledge
 
 Clock = Callable[[], datetime]
+#: (patient id, topics, now) -> the topics clinicians overrode for this patient recently.
+Suppressor = Callable[[str, Iterable[str], datetime], set[str]]
 
 #: Synthetic prefetch key for Medications read because requests referenced them.
 REFERENCED_MEDICATIONS = "_referencedMedications"
@@ -47,6 +49,10 @@ class Outcome:
     hook_instance: str
     report: ReadReport = field(default_factory=ReadReport)
     gathered: Gathered = field(default_factory=Gathered)
+    patient_id: str = ""
+    answered_at: datetime | None = None
+    suppressed: frozenset[str] = frozenset()
+    """Topics not shown because a clinician overrode them for this patient (feedback)."""
 
     @property
     def topics(self) -> list[str]:
@@ -72,13 +78,19 @@ class Evaluator:
         services: Mapping[str, ServiceDefinition],
         clock: Clock,
         fhir: FhirAccess,
+        suppressor: Suppressor | None = None,
     ):
         self._services = services
+        self._suppressor = suppressor
         self._clock = clock
         self._fhir = fhir
         self._value_sets = knowledge.value_sets
         self._engine = Engine(knowledge.thresholds, knowledge.dosing)
         self._renderer = CardRenderer(knowledge)
+
+    def now(self) -> datetime:
+        """The evaluation clock (feedback is stamped with it too)."""
+        return self._clock()
 
     def service(self, service_id: str) -> ServiceDefinition:
         try:
@@ -111,13 +123,27 @@ class Evaluator:
         )
         now = self._clock()
         picture = build_picture(prefetch, context.patientId, now, self._value_sets, unavailable)
+        suppressed: frozenset[str] = frozenset()
         if service.hook == "patient-view":
             findings = self._engine.patient_view(picture)
+            if findings and self._suppressor is not None:
+                suppressed = frozenset(
+                    self._suppressor(context.patientId, {f.topic for f in findings}, now)
+                )
+                findings = [f for f in findings if f.topic not in suppressed]
         else:
             hook: OrderHook = "order-select" if service.hook == "order-select" else "order-sign"
             findings = self._order_findings(hook, request, context, prefetch, picture)
         cards = self._renderer.render(findings, context.patientId, now)
-        return Outcome({"cards": cards}, str(request.hookInstance), picture.report, gathered)
+        return Outcome(
+            {"cards": cards},
+            str(request.hookInstance),
+            picture.report,
+            gathered,
+            context.patientId,
+            now,
+            suppressed,
+        )
 
     def _order_findings(
         self,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -119,6 +119,32 @@ class Settings(BaseSettings):
             "https://sandbox.cds-hooks.org); default: none."
         ),
     )
+    patient_key_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "Secret of the HMAC-SHA256 pseudonym under which the store keeps patient ids; "
+            "default: a random key kept in data_dir (SQLite only; set it with DATABASE_URL)."
+        ),
+    )
+    suppression_days: int = Field(
+        90,
+        ge=0,
+        description="Days a topic overridden as handled or declined stays hidden for a patient.",
+    )
+    suppressing_reasons: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("already-addressed", "patient-declined"),
+        description="Override reason codes that suppress the topic for the patient.",
+    )
+    migrate_on_start: bool = Field(
+        True, description="Apply the store's database migrations at start-up."
+    )
+
+    @field_validator("suppressing_reasons", mode="before")
+    @classmethod
+    def _split_reasons(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("fhir_server_allowlist", "cors_origins", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine as DatabaseEngine
 from cds_service.auth import Authenticator
 from cds_service.auth.replay import ReplayStore
 from cds_service.evaluation import Evaluator
+from cds_service.feedback import FeedbackService
 from cds_service.hooks.services import ServiceDefinition
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
@@ -28,6 +29,7 @@ class Runtime:
     authenticator: Authenticator
     database: DatabaseEngine
     replay: ReplayStore
+    feedback: FeedbackService
 
 
 def runtime() -> Runtime:

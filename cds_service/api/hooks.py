@@ -23,6 +23,14 @@ def call_hook(service_id: str):
     rt.evaluator.service(service_id)  # 404 before anything else
     client = authenticated_client()
     outcome = rt.evaluator.evaluate(service_id, read_json_body(), client.fhir_servers)
+    if outcome.answered_at is not None:
+        rt.feedback.record(
+            service_id,
+            outcome.hook_instance,
+            outcome.patient_id,
+            outcome.response["cards"],
+            outcome.answered_at,
+        )
     log.info(
         "hook answered",
         extra={

@@ -6,11 +6,13 @@ The FHIR access token is a SecretStr so that no repr, log line or error body can
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
     AnyHttpUrl,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -18,6 +20,7 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -88,3 +91,43 @@ CONTEXT_MODELS: dict[str, type[_Wire]] = {
     "order-select": OrderSelectContext,
     "order-sign": OrderSignContext,
 }
+
+
+class FeedbackCoding(_Wire):
+    system: NonEmpty
+    code: NonEmpty
+    display: StrictStr | None = None
+
+
+class OverrideReason(_Wire):
+    reason: FeedbackCoding | None = None
+    userComment: Annotated[StrictStr, StringConstraints(max_length=10_000)] | None = None
+
+
+class AcceptedSuggestion(_Wire):
+    id: NonEmpty
+
+
+class FeedbackItem(_Wire):
+    """One card's outcome (spec: Feedback). `acceptedSuggestions` is required when accepted."""
+
+    card: NonEmpty
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[AcceptedSuggestion] = Field(default_factory=list, max_length=100)
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: AwareDatetime
+
+    @field_validator("outcomeTimestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _outcome_fields(self) -> FeedbackItem:
+        if self.outcome == "accepted" and not self.acceptedSuggestions:
+            raise ValueError("acceptedSuggestions is required when the outcome is accepted")
+        return self
+
+
+class FeedbackRequest(_Wire):
+    feedback: list[FeedbackItem] = Field(min_length=1, max_length=10_000)

@@ -284,7 +284,10 @@ class TestHealth:
 
     def test_readyz_is_503_when_the_store_is_unreachable(self, tmp_path):
         settings = Settings(
-            demo=True, data_dir=tmp_path, database_url="postgresql://nobody@127.0.0.1:1/none"
+            demo=True,
+            data_dir=tmp_path,
+            database_url="postgresql://nobody@127.0.0.1:1/none",
+            patient_key_secret="test-secret",
         )
         response = create_app(settings).test_client().get("/readyz")
         assert response.status_code == 503
@@ -296,5 +299,7 @@ class TestHealth:
             demo=True,
             data_dir=tmp_path,
             database_url="postgresql://postgres@127.0.0.1:5432/postgres",
+            patient_key_secret="test-secret",
+            migrate_on_start=False,  # reachability only: no tables in the shared database
         )
         assert create_app(settings).test_client().get("/readyz").status_code == 200

@@ -1,0 +1,59 @@
+"""The tables of the store: cards we issued, their suggestions, and the feedback on them.
+
+Patients appear only as a keyed pseudonym (HMAC-SHA256 of the id with a secret of this
+deployment): enough to suppress a topic for the same patient, useless to anyone without the
+key. Feedback rows keep the card uuid as sent, so feedback on a card we do not know (issued
+by another deployment, or recorded later) is kept and reported, never lost.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, DateTime, Index, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class IssuedCard(Base):
+    __tablename__ = "issued_card"
+
+    card_uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str] = mapped_column(String(64))
+    hook_instance: Mapped[str] = mapped_column(String(64))
+    patient_key: Mapped[str] = mapped_column(String(64))
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_issued_card_patient_topic", "patient_key", "topic"),
+        Index("ix_issued_card_issued_at", "issued_at"),
+    )
+
+
+class IssuedSuggestion(Base):
+    __tablename__ = "issued_suggestion"
+
+    suggestion_uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    card_uuid: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+
+    item_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """SHA-256 of the item as sent (canonical JSON): the same item twice is one row."""
+    card_uuid: Mapped[str] = mapped_column(String(64), index=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    accepted_suggestions: Mapped[list[str]] = mapped_column(JSON)
+    reason_system: Mapped[str | None] = mapped_column(String(255))
+    reason_code: Mapped[str | None] = mapped_column(String(128))
+    user_comment: Mapped[str | None] = mapped_column(Text)
+    outcome_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    client: Mapped[str] = mapped_column(String(255))
+    """The issuer of the client that sent it ('demo' in demo mode)."""

@@ -1,0 +1,68 @@
+"""Records issued cards off the request thread, so that the store never slows or fails a hook.
+
+A hook hands its cards over and answers; one background thread writes them. When the store
+is down, a batch is dropped and counted (the answer is already with the clinician, and
+feedback about an unrecorded card is still stored, as "unknown card"). When the queue is
+full the batch is dropped and counted too: memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.feedback.store import IssuedCards
+
+log = logging.getLogger(__name__)
+
+
+class CardRecorder:
+    def __init__(self, write: Callable[[IssuedCards], None], max_pending: int = 10_000):
+        self._write = write
+        self._queue: queue.Queue[IssuedCards] = queue.Queue(max_pending)
+        self._lock = threading.Lock()
+        self.recorded = 0
+        self.failed = 0
+        self.dropped = 0
+        threading.Thread(target=self._run, name="card-recorder", daemon=True).start()
+
+    def record(self, issued: IssuedCards) -> None:
+        """Hand one answer's cards over; never blocks, never raises."""
+        try:
+            self._queue.put_nowait(issued)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+            log.warning("issued cards not recorded: the recording queue is full")
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until everything handed over so far is written (or failed); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            issued = self._queue.get()
+            try:
+                self._write(issued)
+            except SQLAlchemyError as exc:
+                with self._lock:
+                    self.failed += 1
+                log.warning(
+                    "issued cards not recorded: the store failed",
+                    extra={"hook_instance": issued.hook_instance, "error": type(exc).__name__},
+                )
+            else:
+                with self._lock:
+                    self.recorded += 1
+            finally:
+                self._queue.task_done()

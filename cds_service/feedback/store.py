@@ -1,0 +1,241 @@
+"""The feedback store: issued cards, feedback items, suppression and the override report.
+
+Every write is one transaction that either commits or raises StoreUnavailable: feedback is
+acknowledged only once it is stored (the client retries a 503), and the same item sent
+twice is stored once (insert-or-ignore on a key derived from the item).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from cds_service.errors import StoreUnavailable
+from cds_service.feedback.models import Feedback, IssuedCard, IssuedSuggestion
+from cds_service.hooks.wire import FeedbackItem
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+#: Serialises migrations of several workers starting at once (PostgreSQL advisory lock).
+_MIGRATION_LOCK = 0x726C7363
+_BATCH = 500
+
+
+@dataclass(frozen=True)
+class IssuedCards:
+    """What one hook answer issued: recorded so that feedback can be tied to it."""
+
+    service_id: str
+    hook_instance: str
+    patient_key: str
+    issued_at: datetime
+    cards: Sequence[Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Stored:
+    received: int
+    stored: int
+
+    @property
+    def already_stored(self) -> int:
+        return self.received - self.stored
+
+
+@dataclass
+class TopicReport:
+    topic: str
+    issued: int = 0
+    accepted: int = 0
+    overridden: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def override_rate(self) -> float | None:
+        answered = self.accepted + self.overridden
+        return round(self.overridden / answered, 4) if answered else None
+
+
+class FeedbackStore:
+    """SQLAlchemy access to the store; SQLite and PostgreSQL alike."""
+
+    def __init__(self, engine: Engine, secret: bytes | None, migrated: bool = False):
+        self.engine = engine
+        self._secret = secret
+        self._migrated = migrated
+        self._migrating = threading.Lock()
+
+    def ensure_migrated(self) -> None:
+        """Migrate once; a store that was down at start-up is migrated on first use."""
+        if not self._migrated:
+            with self._migrating:
+                if not self._migrated:
+                    self.migrate()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (Alembic); safe with several workers."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+        self._migrated = True
+
+    def patient_key(self, patient_id: str) -> str:
+        """The keyed pseudonym of a patient id (HMAC-SHA256, hex)."""
+        if self._secret is None:
+            raise ValueError("this store was opened without the pseudonym secret")
+        return hmac.new(self._secret, patient_id.encode(), hashlib.sha256).hexdigest()
+
+    def record(self, issued: IssuedCards) -> None:
+        """Record the cards (and their suggestions) of one answer; raises SQLAlchemyError."""
+        cards = [
+            {
+                "card_uuid": card["uuid"],
+                "service_id": issued.service_id,
+                "topic": card["source"]["topic"]["code"],
+                "hook_instance": issued.hook_instance,
+                "patient_key": issued.patient_key,
+                "issued_at": issued.issued_at,
+            }
+            for card in issued.cards
+        ]
+        suggestions = [
+            {"suggestion_uuid": suggestion["uuid"], "card_uuid": card["uuid"]}
+            for card in issued.cards
+            for suggestion in card.get("suggestions", [])
+        ]
+        self.ensure_migrated()
+        with self.engine.begin() as connection:
+            _insert_new(connection, IssuedCard, cards, "card_uuid")
+            if suggestions:
+                _insert_new(connection, IssuedSuggestion, suggestions, "suggestion_uuid")
+
+    def store(
+        self, items: Sequence[FeedbackItem], service_id: str, client: str, now: datetime
+    ) -> Stored:
+        """Store feedback items, each once; StoreUnavailable when they could not be stored."""
+        rows = [_feedback_row(item, service_id, client, now) for item in items]
+        unique = list({row["item_key"]: row for row in rows}.values())
+        try:
+            self.ensure_migrated()
+            with self.engine.begin() as connection:
+                stored = _insert_new(connection, Feedback, unique, "item_key")
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the feedback could not be stored; retry later") from exc
+        return Stored(received=len(items), stored=stored)
+
+    def suppressed(
+        self,
+        patient_id: str,
+        topics: Iterable[str],
+        reasons: Iterable[str],
+        system: str,
+        since: datetime,
+    ) -> set[str]:
+        """Topics a clinician overrode for this patient since `since` with one of `reasons`."""
+        topics = list(topics)
+        if not topics:
+            return set()
+        query = (
+            select(IssuedCard.topic)
+            .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
+            .where(
+                IssuedCard.patient_key == self.patient_key(patient_id),
+                IssuedCard.topic.in_(topics),
+                Feedback.outcome == "overridden",
+                Feedback.reason_system == system,
+                Feedback.reason_code.in_(list(reasons)),
+                Feedback.outcome_at >= since,
+            )
+            .distinct()
+        )
+        self.ensure_migrated()
+        with self.engine.connect() as connection:
+            return set(connection.scalars(query))
+
+    def report(self, since: datetime | None) -> tuple[list[TopicReport], int]:
+        """Per topic: cards issued, accepted, overridden and the override reasons; and the
+        number of feedback items about cards this store never issued."""
+        by_topic: dict[str, TopicReport] = {}
+
+        def topic(code: str) -> TopicReport:
+            return by_topic.setdefault(code, TopicReport(code))
+
+        issued = select(IssuedCard.topic, func.count()).group_by(IssuedCard.topic)
+        answered = (
+            select(IssuedCard.topic, Feedback.outcome, Feedback.reason_code, func.count())
+            .join(IssuedCard, IssuedCard.card_uuid == Feedback.card_uuid)
+            .group_by(IssuedCard.topic, Feedback.outcome, Feedback.reason_code)
+        )
+        unknown = (
+            select(func.count())
+            .select_from(Feedback)
+            .outerjoin(IssuedCard, IssuedCard.card_uuid == Feedback.card_uuid)
+            .where(IssuedCard.card_uuid.is_(None))
+        )
+        self.ensure_migrated()
+        if since is not None:
+            issued = issued.where(IssuedCard.issued_at >= since)
+            answered = answered.where(Feedback.outcome_at >= since)
+            unknown = unknown.where(Feedback.outcome_at >= since)
+        with self.engine.connect() as connection:
+            for code, count in connection.execute(issued):
+                topic(code).issued = count
+            for code, outcome, reason, count in connection.execute(answered):
+                entry = topic(code)
+                if outcome == "accepted":
+                    entry.accepted += count
+                else:
+                    entry.overridden += count
+                    entry.reasons[reason or "(no reason given)"] += count
+            unknown_count = connection.execute(unknown).scalar_one()
+        return sorted(by_topic.values(), key=lambda r: r.topic), unknown_count
+
+
+def _insert_new(
+    connection: Connection, model: type[Any], rows: list[dict[str, Any]], key: str
+) -> int:
+    """Insert the rows whose key is not stored yet; the number inserted."""
+    insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    inserted = 0
+    for start in range(0, len(rows), _BATCH):  # SQLite binds at most 32766 parameters
+        batch = rows[start : start + _BATCH]
+        statement = insert(model).values(batch).on_conflict_do_nothing(index_elements=[key])
+        inserted += connection.execute(statement).rowcount
+    return inserted
+
+
+def _feedback_row(item: FeedbackItem, service_id: str, client: str, now: datetime) -> dict:
+    reason = item.overrideReason.reason if item.overrideReason else None
+    canonical = json.dumps(item.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return {
+        "item_key": hashlib.sha256(f"{service_id}\n{canonical}".encode()).hexdigest(),
+        "card_uuid": item.card,
+        "service_id": service_id,
+        "outcome": item.outcome,
+        "accepted_suggestions": [s.id for s in item.acceptedSuggestions],
+        "reason_system": reason.system if reason else None,
+        "reason_code": reason.code if reason else None,
+        "user_comment": item.overrideReason.userComment if item.overrideReason else None,
+        "outcome_at": item.outcomeTimestamp,
+        "received_at": now,
+        "client": client,
+    }
