@@ -6,8 +6,9 @@ hook's remaining time; ``next`` links are followed up to a bound and only to all
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
@@ -23,6 +24,11 @@ from cds_service.fhir.errors import (
 from cds_service.fhir.guard import is_allowed
 
 FHIR_JSON = "application/fhir+json"
+#: The most one answer may hold; a searchset page of 100 resources is far smaller.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+CHUNK_BYTES = 64 * 1024
+#: Least time left for a retry after a 429 to be worth making.
+MIN_ATTEMPT_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,32 @@ class FhirClient:
     def _get_json(
         self, url: str, token: str | None, deadline: float, log: list[RequestLog], read: bool
     ) -> dict[str, Any] | None:
+        """One GET, answered as JSON within the deadline; a 429 whose Retry-After fits in the
+        time left is tried once more."""
+        status, body = self._exchange(url, token, deadline, log)
+        if status == 429:
+            wait = _retry_after(body.headers) if body is not None else None
+            if wait is not None and time.monotonic() + wait < deadline - MIN_ATTEMPT_S:
+                time.sleep(wait)
+                status, body = self._exchange(url, token, deadline, log)
+        if status in (401, 403):
+            raise FhirRefused(f"HTTP {status}")
+        if status == 404 and read:
+            return None
+        if status != 200 or body is None:
+            raise FhirUnavailable(f"HTTP {status}")
+        content = _read_body(body, deadline)
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            raise FhirMalformed("the answer is not JSON") from None
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("resourceType"), str):
+            raise FhirMalformed("the answer is not a FHIR resource")
+        return parsed
+
+    def _exchange(
+        self, url: str, token: str | None, deadline: float, log: list[RequestLog]
+    ) -> tuple[int | None, requests.Response | None]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise FhirUnavailable("the hook's deadline passed")
@@ -119,23 +151,43 @@ class FhirClient:
                     headers=headers,
                     timeout=(min(self._connect_timeout, remaining), remaining),
                     allow_redirects=False,
+                    stream=True,
                 )
             status = response.status_code
         finally:
             log.append(RequestLog(url, status, time.monotonic() - started))
-        if status in (401, 403):
-            raise FhirRefused(f"HTTP {status}")
-        if status == 404 and read:
-            return None
         if status != 200:
-            raise FhirUnavailable(f"HTTP {status}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise FhirMalformed("the answer is not JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
-            raise FhirMalformed("the answer is not a FHIR resource")
-        return body
+            response.close()  # the body of a refusal is not read: free the connection
+        return status, response
+
+
+def _read_body(response: requests.Response, deadline: float) -> bytes:
+    """The body, read against the hook's deadline and a size bound.
+
+    The socket timeout applies to each read, so a server that drips a byte at a time could
+    otherwise hold a worker for ever; here the whole body must arrive before the deadline.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(CHUNK_BYTES):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise FhirMalformed("the answer is larger than the service reads")
+            if time.monotonic() > deadline:
+                raise FhirUnavailable("the hook's deadline passed while reading the answer")
+            chunks.append(chunk)
+    except requests.RequestException as exc:  # the server answered, then failed mid-body
+        raise FhirUnavailable(f"the answer was cut short ({type(exc).__name__})") from exc
+    finally:
+        response.close()
+    return b"".join(chunks)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from a Retry-After header in seconds (HTTP dates are not waited for)."""
+    value = headers.get("Retry-After", "").strip()
+    return float(value) if value.isdigit() else None
 
 
 def _next_link(bundle: dict[str, Any], current: str) -> str | None:

@@ -159,3 +159,29 @@ def test_no_request_is_made_after_the_deadline():
     with pytest.raises(FhirUnavailable):
         get("Observation?x=1", seconds=-1)
     assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_a_429_whose_retry_after_fits_the_deadline_is_tried_once_more():
+    url = f"{BASE}/Observation?x=1"
+    responses.get(url, status=429, headers={"Retry-After": "0"})
+    responses.get(url, json=page(2))
+    fetched, log = get("Observation?x=1")
+    assert len(fetched.value["entry"]) == 2
+    assert [entry.status for entry in log] == [429, 200]
+
+
+@responses.activate
+def test_a_429_asking_for_more_time_than_is_left_is_not_waited_for():
+    responses.get(f"{BASE}/Observation?x=1", status=429, headers={"Retry-After": "30"})
+    with pytest.raises(FhirUnavailable):
+        get("Observation?x=1", seconds=1.0)
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_an_answer_larger_than_the_bound_is_malformed(monkeypatch):
+    monkeypatch.setattr("cds_service.fhir.client.MAX_BODY_BYTES", 1000)
+    responses.get(f"{BASE}/Observation?x=1", json=page(100))
+    with pytest.raises(FhirMalformed):
+        get("Observation?x=1")
