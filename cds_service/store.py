@@ -5,7 +5,9 @@ The feedback store (cds_service/feedback) builds on this engine; readiness check
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, text
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -24,7 +26,24 @@ def make_engine(settings: Settings) -> Engine:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     if url in ("sqlite://", "sqlite:///:memory:"):
         return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
-    return create_engine(url, pool_pre_ping=True)
+    # A database that is down or silent must not hold a hook or the start-up: connecting
+    # gives up after 2 s (libpq's least timeout). SQLite writers wait up to 5 s for each
+    # other; hooks only read, and in WAL mode readers never wait for a lock.
+    if not url.startswith("sqlite:"):
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 2})
+    engine = create_engine(url, connect_args={"timeout": 5})
+    event.listen(engine, "connect", _sqlite_wal)
+    return engine
+
+
+def _sqlite_wal(connection: Any, _record: Any) -> None:
+    """Write-ahead logging: hooks reading suppressions do not wait for the card recorder's
+    writes, and each commit is one fsync less (a crash can lose the last commit, never
+    corrupt the file)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def reachable(engine: Engine) -> bool:

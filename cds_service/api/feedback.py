@@ -13,10 +13,11 @@ import logging
 from flask import Blueprint, jsonify
 from pydantic import ValidationError
 
+from cds_service import metrics
 from cds_service.api import runtime
 from cds_service.api.hooks import read_json_body
 from cds_service.api.security import authenticated_client
-from cds_service.errors import RequestInvalid
+from cds_service.errors import RequestInvalid, StoreUnavailable
 from cds_service.hooks.wire import FeedbackRequest
 
 bp = Blueprint("feedback", __name__)
@@ -29,9 +30,14 @@ def post_feedback(service_id: str):
     rt.evaluator.service(service_id)  # 404 before anything else
     client = authenticated_client()
     request = _parse(read_json_body())
-    stored = rt.feedback.store_feedback(
-        request.feedback, service_id, client.issuer, rt.evaluator.now()
-    )
+    try:
+        stored = rt.feedback.store_feedback(
+            request.feedback, service_id, client.issuer, rt.evaluator.now()
+        )
+    except StoreUnavailable:
+        metrics.STORE_FAILURES.labels("feedback").inc()
+        raise
+    metrics.FEEDBACK_STORED.inc(stored.stored)
     log.info(
         "feedback stored",
         extra={

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds_service import metrics
 from cds_service.feedback.recorder import CardRecorder
 from cds_service.feedback.store import FeedbackStore, IssuedCards, Stored
+from cds_service.hooks.services import PATIENT_VIEW
 from cds_service.hooks.wire import FeedbackItem
 from cds_service.knowledge import OVERRIDE_REASON_SYSTEM
 from cds_service.settings import Settings
@@ -25,6 +28,8 @@ from cds_service.settings import Settings
 log = logging.getLogger(__name__)
 
 SECRET_FILE = "patient-key.secret"
+#: After the store failed a suppression check, hooks skip it for this long.
+RETRY_AFTER_FAILURE_S = 30.0
 
 
 class SecretMissing(ValueError):
@@ -37,7 +42,9 @@ class FeedbackService:
         self.recorder = CardRecorder(store.record)
         self._window = timedelta(days=settings.suppression_days)
         self._reasons = settings.suppressing_reasons
+        self._skip_until = 0.0
         self.suppression_failures = 0
+        self.suppression_skipped = 0
 
     def record(
         self,
@@ -53,7 +60,8 @@ class FeedbackService:
             self.recorder.record(IssuedCards(service_id, hook_instance, key, now, cards))
 
     def suppressed(self, patient_id: str, topics: Iterable[str], now: datetime) -> set[str]:
-        """Topics overridden for this patient as handled or declined within the window.
+        """Patient-view topics overridden for this patient as handled or declined within the
+        window (an override of an order card is about that order, not the topic).
 
         When the store cannot answer, nothing is suppressed: showing a card again is safe,
         hiding one by mistake is not. The failure is counted and logged.
@@ -61,11 +69,22 @@ class FeedbackService:
         if not self._window or not self._reasons:
             return set()
         try:
+            if time.monotonic() < self._skip_until:
+                self.suppression_skipped += 1
+                return set()
             return self.store.suppressed(
-                patient_id, topics, self._reasons, OVERRIDE_REASON_SYSTEM, now - self._window
+                patient_id,
+                topics,
+                self._reasons,
+                OVERRIDE_REASON_SYSTEM,
+                now - self._window,
+                PATIENT_VIEW,
             )
         except SQLAlchemyError as exc:
+            # Do not make every hook wait for a store that just failed: ask again later.
+            self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE_S
             self.suppression_failures += 1
+            metrics.STORE_FAILURES.labels("suppression").inc()
             log.warning(
                 "suppression not checked: the store failed", extra={"error": type(exc).__name__}
             )

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds_service import metrics
 from cds_service.feedback.store import IssuedCards
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class CardRecorder:
         try:
             self._queue.put_nowait(issued)
         except queue.Full:
+            metrics.STORE_FAILURES.labels("record-cards-queue-full").inc()
             with self._lock:
                 self.dropped += 1
             log.warning("issued cards not recorded: the recording queue is full")
@@ -55,6 +57,7 @@ class CardRecorder:
             try:
                 self._write(issued)
             except SQLAlchemyError as exc:
+                metrics.STORE_FAILURES.labels("record-cards").inc()
                 with self._lock:
                     self.failed += 1
                 log.warning(

@@ -14,7 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 #: Serialises migrations of several workers starting at once (PostgreSQL advisory lock).
 _MIGRATION_LOCK = 0x726C7363
 _BATCH = 500
+_MIGRATING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,13 @@ class FeedbackStore:
                     self.migrate()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (Alembic); safe with several workers."""
+        """Bring the schema to the newest migration (Alembic); safe with several workers
+        (an advisory lock on PostgreSQL) and several apps in one process (Alembic's context
+        is process-global)."""
+        with _MIGRATING:
+            self._migrate()
+
+    def _migrate(self) -> None:
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
@@ -149,8 +156,10 @@ class FeedbackStore:
         reasons: Iterable[str],
         system: str,
         since: datetime,
+        service_id: str,
     ) -> set[str]:
-        """Topics a clinician overrode for this patient since `since` with one of `reasons`."""
+        """Topics a clinician overrode on a card of `service_id` for this patient since
+        `since` with one of `reasons`."""
         topics = list(topics)
         if not topics:
             return set()
@@ -159,11 +168,12 @@ class FeedbackStore:
             .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
             .where(
                 IssuedCard.patient_key == self.patient_key(patient_id),
+                IssuedCard.service_id == service_id,
                 IssuedCard.topic.in_(topics),
                 Feedback.outcome == "overridden",
                 Feedback.reason_system == system,
                 Feedback.reason_code.in_(list(reasons)),
-                Feedback.outcome_at >= since,
+                Feedback.outcome_at >= since.astimezone(UTC),
             )
             .distinct()
         )
@@ -193,6 +203,7 @@ class FeedbackStore:
         )
         self.ensure_migrated()
         if since is not None:
+            since = since.astimezone(UTC)  # SQLite compares the stored UTC text
             issued = issued.where(IssuedCard.issued_at >= since)
             answered = answered.where(Feedback.outcome_at >= since)
             unknown = unknown.where(Feedback.outcome_at >= since)
@@ -218,8 +229,13 @@ def _insert_new(
     inserted = 0
     for start in range(0, len(rows), _BATCH):  # SQLite binds at most 32766 parameters
         batch = rows[start : start + _BATCH]
-        statement = insert(model).values(batch).on_conflict_do_nothing(index_elements=[key])
-        inserted += connection.execute(statement).rowcount
+        statement = (
+            insert(model)
+            .values(batch)
+            .on_conflict_do_nothing(index_elements=[key])
+            .returning(getattr(model, key))  # rowcount is -1 here with psycopg 3
+        )
+        inserted += len(connection.execute(statement).all())
     return inserted
 
 
