@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cds_service.hooks.bundles import CLI_USER, BundleError, hook_request
 
@@ -73,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: RLS_CDS_PORT or 8080)")
     serve.add_argument(
         "--demo", action="store_true", help="demo mode: no client authentication (never for PHI)"
+    )
+    serve.add_argument(
+        "--prod",
+        action="store_true",
+        help="run under gunicorn with cds_service.gunicorn_conf (workers per CPU, metrics)",
     )
     serve.set_defaults(run=_serve)
 
@@ -174,6 +180,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {"demo": True} if args.demo else {}
     overrides |= {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.prod:
+        _exec_gunicorn(overrides)
     settings = Settings(**overrides)
     try:
         app = create_app(settings)
@@ -181,6 +189,17 @@ def _serve(args: argparse.Namespace) -> int:
         raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
     app.run(host=settings.host, port=settings.port, threaded=True)
     return 0
+
+
+def _exec_gunicorn(overrides: dict[str, Any]) -> NoReturn:
+    """Replace this process by gunicorn (signals then reach its master directly); the
+    options travel as RLS_CDS_* variables, which the config and every worker read."""
+    env = dict(os.environ)
+    for name, value in overrides.items():
+        env[f"RLS_CDS_{name.upper()}"] = str(value).lower() if value is True else str(value)
+    app = "cds_service.app:create_app()"
+    config = "python:cds_service.gunicorn_conf"
+    os.execve(sys.executable, [sys.executable, "-m", "gunicorn", "-c", config, app], env)
 
 
 def _local_app(now: datetime | None, fhir_servers: tuple[str, ...] = ()) -> Flask:

@@ -117,6 +117,13 @@ class FeedbackItem(_Wire):
     overrideReason: OverrideReason | None = None
     outcomeTimestamp: AwareDatetime
 
+    @field_validator("outcomeTimestamp", mode="before")
+    @classmethod
+    def _rfc3339_text(cls, value: object) -> object:
+        if not isinstance(value, str):  # pydantic would take Unix seconds; RFC 3339 is text
+            raise ValueError("outcomeTimestamp must be an RFC 3339 date-time string")
+        return value
+
     @field_validator("outcomeTimestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
@@ -131,3 +138,106 @@ class FeedbackItem(_Wire):
 
 class FeedbackRequest(_Wire):
     feedback: list[FeedbackItem] = Field(min_length=1, max_length=10_000)
+
+
+# The answers the service sends. The service builds them as plain dicts; these models
+# describe them for the OpenAPI document (/openapi.json) and for tests that check them.
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class CardCoding(_Answer):
+    system: StrictStr
+    code: StrictStr
+    display: StrictStr | None = None
+
+
+class CardSource(_Answer):
+    """Where a card's knowledge comes from; `topic` is the stable card-topic code."""
+
+    label: StrictStr
+    url: StrictStr | None = None
+    icon: StrictStr | None = None
+    topic: CardCoding | None = None
+
+
+class CardAction(_Answer):
+    """`create` and `update` carry a FHIR resource, `delete` names one by `resourceId`."""
+
+    type: Literal["create", "update", "delete"]
+    description: StrictStr
+    resource: dict[str, Any] | None = None
+    resourceId: StrictStr | None = None
+
+
+class CardSuggestion(_Answer):
+    label: StrictStr
+    uuid: StrictStr | None = None
+    isRecommended: bool | None = None
+    actions: list[CardAction] = Field(default_factory=list)
+
+
+class CardLink(_Answer):
+    label: StrictStr
+    url: StrictStr
+    type: Literal["absolute", "smart"]
+    appContext: StrictStr | None = None
+
+
+class Card(_Answer):
+    """One CDS Hooks 2.0 card."""
+
+    uuid: StrictStr | None = None
+    summary: Annotated[StrictStr, StringConstraints(max_length=139)]
+    detail: StrictStr | None = None
+    indicator: Literal["info", "warning", "critical"]
+    source: CardSource
+    suggestions: list[CardSuggestion] = Field(default_factory=list)
+    selectionBehavior: Literal["at-most-one", "any"] | None = None
+    overrideReasons: list[CardCoding] = Field(default_factory=list)
+    links: list[CardLink] = Field(default_factory=list)
+
+
+class HookResponse(_Answer):
+    cards: list[Card]
+    systemActions: list[CardAction] = Field(default_factory=list)
+
+
+class DiscoveryService(_Answer):
+    hook: StrictStr
+    id: StrictStr
+    title: StrictStr | None = None
+    description: StrictStr
+    prefetch: dict[str, StrictStr] = Field(default_factory=dict)
+    usageRequirements: StrictStr | None = None
+
+
+class DiscoveryResponse(_Answer):
+    services: list[DiscoveryService]
+
+
+class FeedbackResponse(_Answer):
+    """How many items came, how many were stored now, and how many had been before."""
+
+    received: StrictInt
+    stored: StrictInt
+    alreadyStored: StrictInt
+
+
+class ErrorResponse(_Answer):
+    """Every error body: a stable code, a message, and for invalid input the fields."""
+
+    error: StrictStr
+    message: StrictStr
+    details: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class HealthResponse(_Answer):
+    status: Literal["ok"]
+
+
+class ReadinessResponse(_Answer):
+    status: Literal["ready", "not-ready"]
+    checks: dict[str, bool]
