@@ -1,4 +1,4 @@
-# rls-cds production image: gunicorn serving create_app() as a non-root user.
+# rls-cds production image: gunicorn (rls-cds serve --prod) serving create_app() as a non-root user.
 # Build: docker build -t rls-cds .   Run: docker run -p 8080:8080 --env-file cds.env rls-cds
 FROM python:3.11-slim AS build
 WORKDIR /src
@@ -20,5 +20,7 @@ WORKDIR /home/cds
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s --start-period=15s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
-# Hook deadline is seconds; the worker timeout sits well above it. Settings come from RLS_CDS_*.
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--workers", "2", "--threads", "4", "--timeout", "30", "--graceful-timeout", "20", "--access-logfile", "-", "cds_service.app:create_app()"]
+# `rls-cds serve --prod` runs gunicorn with cds_service/gunicorn_conf.py: one worker per CPU
+# of the container's quota (RLS_CDS_WORKERS overrides), 4 threads each, worker timeout far
+# above the hook deadline, 20 s graceful shutdown, /metrics summed over workers.
+CMD ["rls-cds", "serve", "--prod", "--host", "0.0.0.0", "--port", "8080"]

@@ -1,9 +1,10 @@
-"""Liveness and readiness for orchestrators."""
+"""Liveness, readiness and metrics for orchestrators."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, Response, jsonify
 
+from cds_service import metrics
 from cds_service.api import runtime
 from cds_service.store import reachable
 
@@ -30,3 +31,10 @@ def readyz():
     response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks})
     response.status_code = 200 if ready else 503
     return response
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    """Prometheus text format: of every worker under gunicorn (see cds_service.metrics)."""
+    page, content_type = metrics.exposition()
+    return Response(page, content_type=content_type)

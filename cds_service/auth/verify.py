@@ -28,6 +28,7 @@ from typing import Any
 
 import jwt
 
+from cds_service import metrics
 from cds_service.auth.clients import TrustedClient, TrustedClients
 from cds_service.auth.keys import ALGORITHMS, JwksCache, KeySet, KeysUnavailable, SigningKey
 from cds_service.auth.model import Client
@@ -101,6 +102,7 @@ class JwtAuthenticator:
         try:
             return self._verify(authorization, audience)
         except _Refused as refused:
+            metrics.AUTH_FAILURES.labels(refused.reason).inc()
             log.warning(
                 "client authentication refused",
                 extra={"reason": refused.reason, "audience": audience, **refused.log_fields},

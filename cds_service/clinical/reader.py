@@ -7,7 +7,7 @@ skipped and counted, never fatal, and nothing about its content is kept or logge
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -83,33 +83,32 @@ def iter_resources(prefetch: Mapping[str, Any], report: ReadReport) -> Iterator[
 
 def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadReport) -> Resources:
     """Read every resource about `patient_id`; skip and count the rest."""
-    parsed = list(_parse_each(prefetch, report))
-    patient_urls = {
-        url for url, r in parsed if isinstance(r, fr.Patient) and r.id == patient_id and url
-    }
-    aliases = {f"Patient/{patient_id}"} | patient_urls
+    by_type: dict[type[fr.Resource], list[tuple[str, Any]]] = defaultdict(list)
+    for url, resource in _parse_each(prefetch, report):
+        by_type[type(resource)].append((url, resource))
+    patients = [r for _, r in by_type[fr.Patient] if r.id == patient_id]
+    aliases = {f"Patient/{patient_id}"}
+    aliases.update(url for url, r in by_type[fr.Patient] if r.id == patient_id and url)
     medications = {
         key: r
-        for url, r in parsed
-        if isinstance(r, fr.Medication)
+        for url, r in by_type[fr.Medication]
         for key in (f"Medication/{r.id}" if r.id else "", url)
         if key
     }
-
-    def about_patient(resource: fr.PatientData) -> bool:
-        ref = resource.subject.reference if resource.subject else None
-        if ref and (ref in aliases or ref.endswith(f"/Patient/{patient_id}")):
-            return True
-        report.ignore(resource.resourceType, "other-patient" if ref else "no-subject")
-        return False
+    suffix = f"/Patient/{patient_id}"
 
     def of(kind: type[R]) -> tuple[R, ...]:
-        return tuple(r for _, r in parsed if isinstance(r, kind) and about_patient(r))
+        about: list[R] = []
+        for _, resource in by_type[kind]:
+            ref = resource.subject.reference if resource.subject else None
+            if ref and (ref in aliases or ref.endswith(suffix)):
+                about.append(resource)
+            else:
+                report.ignore(resource.resourceType, "other-patient" if ref else "no-subject")
+        return tuple(about)
 
     return Resources(
-        patient=next(
-            (r for _, r in parsed if isinstance(r, fr.Patient) and r.id == patient_id), None
-        ),
+        patient=patients[0] if patients else None,
         conditions=of(fr.Condition),
         observations=of(fr.Observation),
         medication_requests=of(fr.MedicationRequest),
@@ -120,22 +119,28 @@ def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadRep
     )
 
 
+#: Each light model's validator, called directly (model_validate adds a Python call per resource).
+_VALIDATORS = {kind: model.__pydantic_validator__ for kind, model in fr.MODELS.items()}
+
+
 def _parse_each(
     prefetch: Mapping[str, Any], report: ReadReport
 ) -> Iterator[tuple[str, fr.Resource]]:
     """Each resource through its light model, once per (type, id); malformed ones counted."""
     seen: set[tuple[str, str]] = set()
+    read: Counter[str] = Counter()
     for full_url, raw in iter_resources(prefetch, report):
         kind = raw["resourceType"]
-        model = fr.MODELS.get(kind)
-        if model is None:
+        validator = _VALIDATORS.get(kind)
+        if validator is None:
             report.ignore(kind, "not-used")
             continue
-        identity = (kind, raw["id"]) if isinstance(raw.get("id"), str) else None
+        raw_id = raw.get("id")
+        identity = (kind, raw_id) if isinstance(raw_id, str) else None
         if identity in seen:
             continue
         try:
-            resource = model.model_validate(raw)
+            resource = validator.validate_python(raw)
         except (ValidationError, RecursionError):
             report.skip(kind, "malformed")
             continue
@@ -143,8 +148,9 @@ def _parse_each(
             resource._raw = raw
         if identity:
             seen.add(identity)
-        report.read[kind] += 1
+        read[kind] += 1
         yield full_url, resource
+    report.read.update(read)
 
 
 def unresolved_medication_ids(prefetch: Mapping[str, Any]) -> list[str]:

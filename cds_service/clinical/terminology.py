@@ -172,7 +172,11 @@ class ValueSetIndex:
     Looking a code up in every value set in turn costs (codes x value sets) for each
     resource; this index answers with one dictionary lookup per code (and per ICD-10-CM
     ancestor) and one regular-expression search per text and value set with phrases.
+    Answers are remembered (records repeat the same codes and drug names, and so do
+    patients), up to MEMO_SIZE distinct questions; then the memory starts afresh.
     """
+
+    MEMO_SIZE = 20_000
 
     def __init__(self, value_sets: Mapping[str, ValueSet]):
         self.value_sets = value_sets
@@ -184,14 +188,33 @@ class ValueSetIndex:
             for root in value_set.icd10_roots:
                 self._roots.setdefault(root, set()).add(vs_id)
         self._phrases = [(i, vs.phrases) for i, vs in value_sets.items() if vs.phrases]
+        self._memo: dict[tuple[object, ...], frozenset[str]] = {}
 
     def members(
         self,
         pairs: Iterable[tuple[str | None, str | None]],
         texts: Iterable[str],
         among: Collection[str],
-    ) -> set[str]:
+    ) -> frozenset[str]:
         """Ids (of those in `among`) of the value sets any code or text belongs to."""
+        pairs, texts = tuple(pairs), tuple(texts)
+        if not isinstance(among, tuple | frozenset):
+            among = frozenset(among)
+        question = (pairs, texts, among)
+        found = self._memo.get(question)
+        if found is None:
+            found = self._members(pairs, texts, among)
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[question] = found
+        return found
+
+    def _members(
+        self,
+        pairs: tuple[tuple[str | None, str | None], ...],
+        texts: tuple[str, ...],
+        among: Collection[str],
+    ) -> frozenset[str]:
         found: set[str] = set()
         for system, code in pairs:
             key = _key(system, code)
@@ -201,12 +224,11 @@ class ValueSetIndex:
             if key[0] == ICD10CM and self._roots:
                 for ancestor in icd10_ancestors(key[1]):
                     found |= self._roots.get(ancestor, set())
-        found &= among if isinstance(among, (set, frozenset)) else set(among)
-        texts = list(texts)
+        found &= among if isinstance(among, frozenset) else set(among)
         for vs_id, pattern in self._phrases:
             if vs_id in among and vs_id not in found and any(pattern.search(t) for t in texts):
                 found.add(vs_id)
-        return found
+        return frozenset(found)
 
 
 def _flag(entry: dict, url: str) -> bool:

@@ -40,6 +40,8 @@ def test_wheel_carries_knowledge_base_and_demo_data(wheel):
     for card in (ROOT / "cards").rglob("*.*"):
         assert f"cds_service/_data/cards/{card.relative_to(ROOT / 'cards')}" in names
     assert "cds_service/_data/fhir_fixtures/patients/rls-low-ferritin.json" in names
+    for asset in ("templates/demo.html", "templates/demo_card.html", "static/demo.js"):
+        assert f"cds_service/{asset}" in names  # the demo page
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
@@ -120,20 +122,28 @@ def dockerfile_command() -> list[str]:
     return json.loads(line.removeprefix("CMD"))
 
 
+def start_prod(command: list[str], cwd: Path, **environ: str) -> tuple[subprocess.Popen, str]:
+    """`rls-cds serve --prod ...` on a free loopback port; the process and its base URL."""
+    port = free_port()
+    command = [*command]
+    command[command.index("--host") + 1] = "127.0.0.1"
+    command[command.index("--port") + 1] = str(port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_CDS_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env |= {"RLS_CDS_DATA_DIR": str(cwd / "var"), "RLS_CDS_WORKERS": "2", **environ}
+    rls_cds = Path(sys.executable).with_name("rls-cds")
+    server = subprocess.Popen(
+        [str(rls_cds), *command[1:]], cwd=cwd, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    return server, f"http://127.0.0.1:{port}"
+
+
 def test_dockerfile_command_serves_under_gunicorn_and_fails_closed(tmp_path):
     """The image's own command line, bound to loopback: healthy, and hooks need a trusted JWT."""
     command = dockerfile_command()
-    assert command[0] == "gunicorn"
-    port = free_port()
-    command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_CDS_")}
-    env["RLS_CDS_DATA_DIR"] = str(tmp_path / "var")
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    server = subprocess.Popen(
-        [str(gunicorn), *command[1:]], cwd=tmp_path, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    assert command[:3] == ["rls-cds", "serve", "--prod"]
+    server, base = start_prod(command, tmp_path)
     try:
         wait_until_healthy(base, server)
         body = b.hook_request()
@@ -145,3 +155,40 @@ def test_dockerfile_command_serves_under_gunicorn_and_fails_closed(tmp_path):
         server.terminate()
         output = server.communicate(timeout=30)[0]
     assert "no trusted CDS clients" in output
+    assert "Using worker: gthread" in output
+
+
+def scrape(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        return response.read().decode()
+
+
+def test_serve_prod_answers_hooks_from_every_worker_and_sums_their_metrics(tmp_path):
+    """gunicorn with the config module: two workers, a hook answered, /metrics adds up both
+    workers, and SIGTERM shuts down gracefully."""
+    command = ["rls-cds", "serve", "--prod", "--demo", "--host", "x", "--port", "0"]
+    server, base = start_prod(command, tmp_path)
+    try:
+        wait_until_healthy(base, server)
+        recent = (datetime.now(UTC) - timedelta(days=30)).isoformat()
+        low = b.observation(b.FERRITIN, 38, "ng/mL", recent)
+        calls = 6
+        for _ in range(calls):  # new connections: gunicorn spreads them over the workers
+            status, response = fetch(
+                f"{base}/cds-services/rls-secondary-causes",
+                b.hook_request(b.prefetch(b.rls(), low)),
+            )
+            assert status == 200
+            assert response["cards"][0]["source"]["topic"]["code"] == "iron-below-target"
+        page = scrape(base)
+        assert (
+            'rls_cds_hook_duration_seconds_count{service="rls-secondary-causes",status="200"} '
+            f"{calls}.0"
+        ) in page
+        assert f'topic="iron-below-target"}} {calls}.0' in page
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert server.returncode == 0
+    assert output.count("Booting worker") == 2
+    assert "Shutting down: Master" in output

@@ -1,0 +1,208 @@
+"""P3 and P4: the production server (gunicorn, cds_service.gunicorn_conf) on 127.0.0.1.
+
+P3 is requests per second of patient-view against the same server's /healthz, from a
+bounded load generator in this process: a fixed number of threads, each with one keep-alive
+connection, stops at a fixed request count or a fixed duration, whichever comes first. P4
+reads each worker's resident memory after warm-up and the time from start to /readyz 200.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import data
+from benchmarks.report import Result
+
+HOOK = "/cds-services/rls-secondary-causes"
+THROUGHPUT_TARGET = 0.5
+RSS_TARGET_MB = 150
+READY_TARGET_S = 2.0
+#: Settings a caller may pass through to the server under test (e.g. a database).
+KEEP = {"RLS_CDS_DATABASE_URL", "RLS_CDS_SUPPRESSION_DAYS", "RLS_CDS_WORKERS"}
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    port: int
+    started: float
+    ready_s: float
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ready(port: int) -> bool:
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+        connection.request("GET", "/readyz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def gunicorn(environ: dict[str, str] | None = None) -> Iterator[Server]:
+    """gunicorn as `rls-cds serve --prod` runs it, demo mode, in a temp data dir."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RLS_CDS_") or k in KEEP}
+        env |= {"RLS_CDS_DEMO": "true", "RLS_CDS_DATA_DIR": tmp, "RLS_CDS_LOG_LEVEL": "WARNING",
+                "RLS_CDS_BIND": f"127.0.0.1:{port}"}  # fmt: skip
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env |= environ or {}
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cds_service", "serve", "--prod"],
+            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            while not _ready(port):
+                if process.poll() is not None or time.monotonic() - started > 60:
+                    raise RuntimeError("gunicorn did not become ready")
+                time.sleep(0.02)
+            yield Server(process, port, started, time.monotonic() - started)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def load(
+    port: int, path: str, body: bytes | None, threads: int, requests: int, seconds: float
+) -> tuple[float, int]:
+    """Requests per second over keep-alive connections, and how many failed; bounded."""
+    done, failed = [0] * threads, [0] * threads
+    per_thread = requests // threads
+    deadline = time.monotonic() + seconds
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+
+    def work(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(per_thread):
+            if time.monotonic() > deadline:
+                break
+            try:
+                connection.request("POST" if body else "GET", path, body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    failed[index] += 1
+            except (OSError, http.client.HTTPException):
+                failed[index] += 1
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            done[index] += 1
+        connection.close()
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return sum(done) / (time.monotonic() - started), sum(failed)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def run(requests: int = 3000, seconds: float = 15.0, threads: int = 8) -> list[Result]:
+    small, large = data.small_body(), data.large_body()
+    with gunicorn(environ={"RLS_CDS_SUPPRESSION_DAYS": "0"}) as server:
+        for _ in range(3):
+            load(server.port, HOOK, small, threads, threads * 10, seconds)
+        health_ns, _ = load(server.port, "/healthz", None, threads, requests, seconds)
+        small_ns, _ = load(server.port, HOOK, small, threads, requests, seconds)
+    with gunicorn() as server:
+        workers = server.workers()
+        for body in (small, large):  # warm-up: every worker has answered both
+            load(server.port, HOOK, body, threads, threads * 10, seconds)
+        health, health_failed = load(server.port, "/healthz", None, threads, requests, seconds)
+        small_rps, small_failed = load(server.port, HOOK, small, threads, requests, seconds)
+        large_rps, large_failed = load(server.port, HOOK, large, threads, requests // 10, seconds)
+        memory = [rss_mb(pid) for pid in workers]
+        ready_s = server.ready_s
+    failures = health_failed + small_failed + large_failed
+    assert failures == 0, f"{failures} requests failed under load"
+    ratio = small_rps / health
+    load_notes = [
+        f"gunicorn as `rls-cds serve --prod` runs it ({len(workers)} workers, one per CPU,",
+        "4 threads each, demo mode so that no JWT is minted per call) on 127.0.0.1; the load",
+        f"generator runs {threads} threads in this process, each on one keep-alive",
+        f"connection, each series bounded by a request count ({requests} for /healthz and",
+        f"the small request, {requests // 10} for the large) and {seconds:.0f} s. It shares",
+        "the machine's CPUs with the server, for /healthz and the hooks alike.",
+        f"Small: a demo patient's request ({len(small) / 1024:.0f} KiB, one card); large:",
+        f"P1's ({len(large) / 1024:.0f} KiB).",
+    ]
+    return [
+        Result(
+            "P3",
+            "patient-view rps, small prefetch, vs /healthz rps (same server)",
+            f"{ratio:.0%} ({small_rps:.0f} vs {health:.0f} req/s)",
+            f">= {THROUGHPUT_TARGET:.0%}",
+            ratio >= THROUGHPUT_TARGET,
+            load_notes,
+        ),
+        Result(
+            "P3n",
+            "as P3, feedback suppression off (RLS_CDS_SUPPRESSION_DAYS=0)",
+            f"{small_ns / health_ns:.0%} ({small_ns:.0f} vs {health_ns:.0f} req/s)",
+            "(contrast)",
+            None,
+            [
+                "As P3 on a fresh server without the per-call suppression query against the",
+                "SQLite store (cards are still recorded): what that query costs under load.",
+            ],
+        ),
+        Result(
+            "P3L",
+            "patient-view rps, large prefetch, vs /healthz rps",
+            f"{large_rps / health:.0%} ({large_rps:.0f} req/s)",
+            "(contrast)",
+            None,
+            ["As P3, with the large request."],
+        ),
+        Result(
+            "P4m",
+            "resident memory per worker after warm-up",
+            f"{max(memory):.0f} MB max ({', '.join(f'{m:.0f}' for m in memory)})",
+            f"<= {RSS_TARGET_MB} MB",
+            max(memory) <= RSS_TARGET_MB,
+            ["VmRSS from /proc/<pid>/status of each gunicorn worker after the P3 load."],
+        ),
+        Result(
+            "P4s",
+            "process start to /readyz 200",
+            f"{ready_s:.2f} s",
+            f"<= {READY_TARGET_S:.0f} s",
+            ready_s <= READY_TARGET_S,
+            [
+                "From starting `rls-cds serve --prod` to the first 200 from /readyz (knowledge",
+                "base loaded and checked, store migrated, polled every 20 ms).",
+            ],
+        ),
+    ]

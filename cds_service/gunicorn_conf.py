@@ -1,0 +1,92 @@
+"""gunicorn settings for production (what ``rls-cds serve --prod`` and the Dockerfile run).
+
+    gunicorn -c python:cds_service.gunicorn_conf 'cds_service.app:create_app()'
+
+Workers: one per CPU this process may use (cgroup quota included), since a hook is CPU work
+once its data is in; each worker runs a few threads so that hooks waiting on FHIR queries do
+not hold a CPU. ``RLS_CDS_WORKERS`` and ``RLS_CDS_THREADS`` override both, ``RLS_CDS_BIND``
+the address (default ``RLS_CDS_HOST:RLS_CDS_PORT``). The worker timeout sits far above the
+hook deadline; on SIGTERM workers finish the calls they have within ``graceful_timeout``.
+Metrics of all workers are added up through files in ``PROMETHEUS_MULTIPROC_DIR``.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from cds_service.settings import Settings
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+DEFAULT_THREADS = 4
+
+
+def cpu_count(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup v2 quota when one is set."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cgroup.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cpus)
+
+
+_settings = Settings()
+
+bind = os.environ.get("RLS_CDS_BIND") or f"{_settings.host}:{_settings.port}"
+workers = int(os.environ.get("RLS_CDS_WORKERS") or cpu_count())
+threads = int(os.environ.get("RLS_CDS_THREADS") or DEFAULT_THREADS)
+worker_class = "gthread"
+#: Far above the hook deadline (2.5 s by default, 60 s at most): a worker is killed only
+#: when it is stuck, never for a slow FHIR server.
+timeout = max(30, math.ceil(_settings.hook_deadline_s) * 2 + 10)
+graceful_timeout = 20
+keepalive = 5
+#: The service writes one JSON line per hook call itself; gunicorn's access log would add a
+#: second, non-JSON line per request (with the query string).
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+control_socket_disable = True  # gunicorn >= 24's control socket: not used, one less file
+if Path("/dev/shm").is_dir():
+    worker_tmp_dir = "/dev/shm"  # heartbeats off the (possibly slow, overlay) disk
+
+_own_metrics_dir: list[str] = []
+
+
+def on_starting(server: Any) -> None:
+    """Give the workers (forked after this, importing the app then) a metrics directory,
+    emptied: values left by an earlier run would be added in."""
+    if MULTIPROC_DIR not in os.environ:
+        os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="rls-cds-metrics-")
+        _own_metrics_dir.append(os.environ[MULTIPROC_DIR])
+    directory = Path(os.environ[MULTIPROC_DIR])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+
+
+def post_worker_init(worker: Any) -> None:
+    """Move what start-up built (knowledge base, schemas) out of the collector's way: the
+    cyclic GC would otherwise walk it again and again while hooks allocate."""
+    gc.collect()
+    gc.freeze()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: drop its live gauges (its counters still count)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    for directory in _own_metrics_dir:
+        shutil.rmtree(directory, ignore_errors=True)
