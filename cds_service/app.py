@@ -14,7 +14,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 
 from cds_service import errors
-from cds_service.api import EXTENSION, Runtime, discovery, health, hooks
+from cds_service.api import EXTENSION, Runtime, demo, discovery, health, hooks, openapi
 from cds_service.api import feedback as feedback_api
 from cds_service.auth import build_security
 from cds_service.evaluation import Clock, Evaluator, FhirAccess
@@ -106,7 +106,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
         feedback=feedback,
     )
     _cors(app, settings)
-    for module in (discovery, hooks, feedback_api, health):
+    for module in (discovery, hooks, feedback_api, health, openapi, demo):
         app.register_blueprint(module.bp)
     errors.register(app)
     log.info(

@@ -1,0 +1,109 @@
+"""Browser-test fixtures: Debian's Chromium (installed when missing), a live demo app on a
+free port, and a fresh browser page per test.
+
+Playwright drives /usr/bin/chromium; ``playwright install`` (its own browser download)
+cannot work on these machines and is never called.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from playwright.sync_api import Browser, Page, sync_playwright
+from werkzeug.serving import make_server
+
+from cds_service.app import create_app
+from cds_service.settings import Settings
+from tests.builders import NOW
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
+
+
+def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
+    command = ["apt-get", *args]
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        command = ["sudo", "-n", *command]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
+
+def ensure_chromium() -> Path:
+    """/usr/bin/chromium, installed with apt-get when missing; a clear failure otherwise."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if shutil.which("apt-get") is None:
+        pytest.fail(f"{CHROMIUM} is missing and there is no apt-get to install Debian's chromium")
+    result = _apt_get("install", "-y", "chromium")
+    if result.returncode != 0:  # a fresh machine may have no package lists yet
+        _apt_get("update")
+        result = _apt_get("install", "-y", "chromium")
+    if result.returncode != 0 or not CHROMIUM.exists():
+        pytest.fail(
+            f"the browser tests need Debian's Chromium at {CHROMIUM}, and "
+            f"`apt-get install -y chromium` failed (exit {result.returncode}):\n"
+            f"{result.stderr[-2000:]}"
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    executable = ensure_chromium()
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@dataclass(frozen=True)
+class LiveApp:
+    app: Flask
+    base: str
+
+
+@pytest.fixture(scope="session")
+def live_app(tmp_path_factory) -> Iterator[LiveApp]:
+    """The demo app on a free port (werkzeug in a thread), SQLite in a temp dir, fixed clock."""
+    settings = Settings(demo=True, data_dir=tmp_path_factory.mktemp("demo"), log_level="ERROR")
+    app = create_app(settings, clock=lambda: NOW)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="demo-app", daemon=True)
+    thread.start()
+    try:
+        yield LiveApp(app, f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(10_000)
+    yield opened
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
