@@ -14,11 +14,15 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
+import urllib3
 
+from cds_service import metrics
 from cds_service.fhir.errors import (
+    FhirError,
     FhirMalformed,
     FhirRefused,
     FhirUnavailable,
+    FhirUnreachable,
     translating,
 )
 from cds_service.fhir.guard import is_allowed
@@ -29,6 +33,13 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 CHUNK_BYTES = 64 * 1024
 #: Least time left for a retry after a 429 to be worth making.
 MIN_ATTEMPT_S = 0.2
+#: The metrics' outcome label of each failure.
+_OUTCOMES: dict[type[FhirError], str] = {
+    FhirRefused: "refused",
+    FhirUnreachable: "unreachable",
+    FhirUnavailable: "unavailable",
+    FhirMalformed: "malformed",
+}
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,24 @@ class FhirClient:
     def _get_json(
         self, url: str, token: str | None, deadline: float, log: list[RequestLog], read: bool
     ) -> dict[str, Any] | None:
+        """_answer, counted in the metrics by outcome and timed (no URL or token in them)."""
+        started = time.monotonic()
+        outcome = "ok"
+        try:
+            answer = self._answer(url, token, deadline, log, read)
+            if answer is None:
+                outcome = "not-found"
+            return answer
+        except FhirError as error:
+            outcome = _OUTCOMES.get(type(error), "unavailable")
+            raise
+        finally:
+            metrics.FHIR_QUERIES.labels(outcome).inc()
+            metrics.FHIR_LATENCY.observe(time.monotonic() - started)
+
+    def _answer(
+        self, url: str, token: str | None, deadline: float, log: list[RequestLog], read: bool
+    ) -> dict[str, Any] | None:
         """One GET, answered as JSON within the deadline; a 429 whose Retry-After fits in the
         time left is tried once more."""
         status, body = self._exchange(url, token, deadline, log)
@@ -170,18 +199,25 @@ def _read_body(response: requests.Response, deadline: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(CHUNK_BYTES):
+        while chunk := _read_some(response):
             size += len(chunk)
             if size > MAX_BODY_BYTES:
                 raise FhirMalformed("the answer is larger than the service reads")
             if time.monotonic() > deadline:
                 raise FhirUnavailable("the hook's deadline passed while reading the answer")
             chunks.append(chunk)
-    except requests.RequestException as exc:  # the server answered, then failed mid-body
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        # the server answered, then failed or stalled mid-body
         raise FhirUnavailable(f"the answer was cut short ({type(exc).__name__})") from exc
     finally:
         response.close()
     return b"".join(chunks)
+
+
+def _read_some(response: requests.Response) -> bytes:
+    """What has arrived of the body, up to CHUNK_BYTES, without waiting to fill the chunk
+    (``read1``): a body arriving a byte at a time still returns control at every byte."""
+    return response.raw.read1(CHUNK_BYTES, decode_content=True)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

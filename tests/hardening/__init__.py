@@ -1,0 +1,1 @@
+"""Hardening: damaged resources, hostile requests and FHIR server faults (issue 10)."""

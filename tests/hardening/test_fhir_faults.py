@@ -1,0 +1,268 @@
+"""FHIR faults: the hook answers within its deadline with what it could read, says what it
+could not, and never answers 5xx.
+
+The service runs in demo mode (loopback FHIR servers allowed) with a 1 s hook deadline and
+fetches everything from the fault-injecting stub of fhir_faults.py (no prefetch); one
+resource type at a time misbehaves. A few cases run against the real local FHIR sandbox
+(Medplum) slowed down with SANDBOX_DELAY_MS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from cds_service.app import create_app
+from cds_service.settings import Settings
+from tests import builders as b
+from tests.fixture_requests import REQUESTS
+from tests.hardening.fhir_faults import FaultyFhir, faulty_fhir
+from tests.integration.fhir_sandbox import (
+    FIXTURE_BUNDLES,
+    load_bundles,
+    start_sandbox,
+    stop_sandbox,
+)
+
+DEADLINE_S = 1.0
+GRACE_S = 0.5
+HOOK = "/cds-services/rls-secondary-causes"
+RECORD = [
+    b.patient(),
+    b.rls(),
+    b.observation(b.FERRITIN, 38, "ng/mL"),
+    b.kidney_ok(),
+    b.medication_statement(text="diphenhydramine 25 mg"),
+]
+#: The prefetch keys each resource type answers.
+KEYS = {
+    "Observation": {"labs", "weight"},
+    "MedicationRequest": {"medicationRequests"},
+    "Condition": {"conditions"},
+}
+FAILING = ("slow", "500", "429", "truncated", "not-json")
+PAGING = ("next-loop", "endless")
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def not_read(self) -> set[str]:
+        """The keys named by every "FHIR data not read" warning."""
+        return {
+            key
+            for r in self.records
+            if r.getMessage().startswith("FHIR data not read")
+            for key in r.not_read  # type: ignore[attr-defined]
+        }
+
+
+@pytest.fixture
+def log() -> Iterator[Records]:
+    handler = Records()
+    logger = logging.getLogger("cds_service")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+
+
+def _app(tmp_path: Path, **settings: object) -> Flask:
+    config = Settings(
+        demo=True, data_dir=tmp_path, hook_deadline_s=DEADLINE_S, log_level="WARNING", **settings
+    )
+    return create_app(config, clock=lambda: b.NOW)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Flask:
+    return _app(tmp_path_factory.mktemp("faults"))
+
+
+@pytest.fixture(scope="module")
+def fhir() -> Iterator[FaultyFhir]:
+    with faulty_fhir(RECORD) as stub:
+        yield stub
+
+
+def _call(app: Flask, fhir_base: str, patient_id: str = b.PATIENT_ID) -> tuple[int, list, float]:
+    body = b.hook_request(
+        fhirServer=fhir_base,
+        context={"userId": "Practitioner/example", "patientId": patient_id},
+    )
+    del body["prefetch"]
+    started = time.monotonic()
+    response = app.test_client().post(HOOK, json=body)
+    seconds = time.monotonic() - started
+    payload = response.get_json() or {}
+    topics = [c["source"]["topic"]["code"] for c in payload.get("cards", [])]
+    return response.status_code, topics, seconds
+
+
+def _with_fault(app, fhir: FaultyFhir, kind: str, fault: str | None):
+    fhir.faults.clear()
+    if fault:
+        fhir.faults[kind] = fault
+    try:
+        return _call(app, fhir.base_url)
+    finally:
+        fhir.faults.clear()
+
+
+@pytest.fixture(scope="module")
+def healthy(app, fhir) -> list[str]:
+    status, topics, _ = _with_fault(app, fhir, "", None)
+    assert status == 200
+    assert topics == ["iron-below-target", "sedating-antihistamine"]
+    return topics
+
+
+#: What can still be said when one type cannot be read: iron without medications, the
+#: antihistamine without labs, nothing without the conditions (the RLS gate).
+DEGRADED = {
+    "Observation": ["sedating-antihistamine"],
+    "MedicationRequest": ["iron-below-target"],
+    "Condition": [],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KEYS))
+@pytest.mark.parametrize("fault", FAILING)
+def test_a_failing_type_costs_only_its_keys(app, fhir, healthy, log, kind, fault):
+    status, topics, seconds = _with_fault(app, fhir, kind, fault)
+    assert status == 200
+    assert seconds < DEADLINE_S + GRACE_S
+    assert topics == DEGRADED[kind]
+    assert set(topics) <= set(healthy)
+    assert log.not_read() == KEYS[kind]
+
+
+@pytest.mark.parametrize("kind", sorted(KEYS))
+@pytest.mark.parametrize("fault", PAGING)
+def test_endless_or_looping_pages_stop_and_keep_what_was_read(app, fhir, healthy, kind, fault):
+    status, topics, seconds = _with_fault(app, fhir, kind, fault)
+    assert status == 200
+    assert seconds < DEADLINE_S + GRACE_S
+    assert topics == healthy
+
+
+@pytest.mark.parametrize("fault", PAGING)
+def test_a_search_cut_short_is_stated_in_the_log(app, fhir, healthy, log, fault):
+    """A search whose pages were not all read was not wholly read: some warning must name
+    the key (Gathered.truncated), as for keys not read at all."""
+    _with_fault(app, fhir, "Observation", fault)
+    warned = " ".join(
+        json.dumps({**r.__dict__, "msg": r.getMessage()}, default=str)
+        for r in log.records
+        if r.levelno >= logging.WARNING
+    )
+    assert "labs" in warned
+
+
+@pytest.fixture
+def dripping(tmp_path) -> Iterator[tuple[Flask, FaultyFhir]]:
+    app = _app(tmp_path, fhir_max_parallel=4)
+    with faulty_fhir(RECORD, {"Observation": "drip"}) as stub:
+        yield app, stub
+
+
+def test_a_dripping_body_does_not_delay_the_answer(dripping, log):
+    app, stub = dripping
+    status, topics, seconds = _call(app, stub.base_url)
+    assert status == 200
+    assert seconds < DEADLINE_S + GRACE_S
+    assert topics == DEGRADED["Observation"]
+    assert log.not_read() == KEYS["Observation"]
+
+
+def test_a_dripping_body_is_abandoned_at_the_deadline(dripping):
+    """The fetch must stop when the hook's deadline passes; a read timeout applies to each
+    socket read, so a byte every 100 ms keeps it going unless the client enforces a total
+    time (the worker thread and the connection stay held)."""
+    app, stub = dripping
+    _call(app, stub.base_url)
+    give_up = time.monotonic() + GRACE_S + 0.5
+    while stub.open_drips() and time.monotonic() < give_up:
+        time.sleep(0.05)
+    assert not stub.open_drips(), f"{len(stub.open_drips())} drip fetches still reading"
+
+
+def test_dripping_servers_do_not_starve_other_hooks(dripping, fhir, healthy):
+    """Two hooks on a dripping server hold 4 FHIR workers if fetches outlive the deadline;
+    a hook on a healthy server must still read everything."""
+    app, stub = dripping
+    _call(app, stub.base_url)
+    _call(app, stub.base_url)
+    status, topics, seconds = _call(app, fhir.base_url)
+    assert status == 200
+    assert seconds < DEADLINE_S + GRACE_S
+    assert topics == healthy
+
+
+# The real FHIR server (Medplum sandbox), slowed down.
+
+
+@pytest.fixture(scope="module")
+def slow_sandbox() -> Iterator[str]:
+    process, base_url = start_sandbox({"SANDBOX_DELAY_MS": "1500"})
+    try:
+        load_bundles(base_url, [p for p in FIXTURE_BUNDLES if p.stem == "rls-low-ferritin"])
+        yield base_url
+    finally:
+        stop_sandbox(process)
+
+
+@pytest.fixture(scope="module")
+def lagging_sandbox() -> Iterator[str]:
+    process, base_url = start_sandbox({"SANDBOX_DELAY_MS": "300"})
+    try:
+        load_bundles(base_url, [p for p in FIXTURE_BUNDLES if p.stem == "rls-low-ferritin"])
+        yield base_url
+    finally:
+        stop_sandbox(process)
+
+
+def _prefetched_topics(app: Flask, name: str) -> list[str]:
+    body = json.loads((REQUESTS / name).read_text("utf-8"))
+    cards = app.test_client().post(HOOK, json=body).get_json()["cards"]
+    return [c["source"]["topic"]["code"] for c in cards]
+
+
+def test_sandbox_slower_than_the_deadline(app, slow_sandbox, log):
+    """Every answer comes after 1.5 s, the deadline is 1 s: nothing is read, the hook says
+    so and answers in time (no cards: the RLS condition could not be read)."""
+    status, topics, seconds = _call(app, slow_sandbox, "rls-low-ferritin")
+    assert status == 200
+    assert seconds < DEADLINE_S + GRACE_S
+    assert topics == []
+    assert log.not_read() == {
+        "patient",
+        "conditions",
+        "labs",
+        "weight",
+        "medicationRequests",
+        "medicationStatements",
+        "serviceRequests",
+        "procedures",
+    }
+
+
+def test_sandbox_slow_but_within_the_deadline(app, lagging_sandbox, log):
+    """300 ms per answer, 8 queries in parallel: all read, the same cards as with prefetch."""
+    status, topics, seconds = _call(app, lagging_sandbox, "rls-low-ferritin")
+    assert status == 200
+    assert seconds < DEADLINE_S + GRACE_S
+    assert topics == _prefetched_topics(app, "patient-view-rls-low-ferritin.json")
+    assert log.not_read() == set()
