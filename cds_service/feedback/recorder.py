@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,10 +20,12 @@ from cds_service import metrics
 from cds_service.feedback.store import IssuedCards
 
 log = logging.getLogger(__name__)
+#: Most answers written in one transaction.
+BATCH = 100
 
 
 class CardRecorder:
-    def __init__(self, write: Callable[[IssuedCards], None], max_pending: int = 10_000):
+    def __init__(self, write: Callable[[Sequence[IssuedCards]], None], max_pending: int = 10_000):
         self._write = write
         self._queue: queue.Queue[IssuedCards] = queue.Queue(max_pending)
         self._lock = threading.Lock()
@@ -53,19 +55,25 @@ class CardRecorder:
 
     def _run(self) -> None:
         while True:
-            issued = self._queue.get()
+            batch = [self._queue.get()]
+            while len(batch) < BATCH:  # under load, one transaction for what has queued up
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self._write(issued)
+                self._write(batch)
             except SQLAlchemyError as exc:
                 metrics.STORE_FAILURES.labels("record-cards").inc()
                 with self._lock:
-                    self.failed += 1
+                    self.failed += len(batch)
                 log.warning(
                     "issued cards not recorded: the store failed",
-                    extra={"hook_instance": issued.hook_instance, "error": type(exc).__name__},
+                    extra={"answers": len(batch), "error": type(exc).__name__},
                 )
             else:
                 with self._lock:
-                    self.recorded += 1
+                    self.recorded += len(batch)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()

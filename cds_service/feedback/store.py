@@ -111,8 +111,9 @@ class FeedbackStore:
             raise ValueError("this store was opened without the pseudonym secret")
         return hmac.new(self._secret, patient_id.encode(), hashlib.sha256).hexdigest()
 
-    def record(self, issued: IssuedCards) -> None:
-        """Record the cards (and their suggestions) of one answer; raises SQLAlchemyError."""
+    def record(self, answers: Sequence[IssuedCards]) -> None:
+        """Record the cards (and their suggestions) of some answers in one transaction;
+        raises SQLAlchemyError."""
         cards = [
             {
                 "card_uuid": card["uuid"],
@@ -122,10 +123,12 @@ class FeedbackStore:
                 "patient_key": issued.patient_key,
                 "issued_at": issued.issued_at,
             }
+            for issued in answers
             for card in issued.cards
         ]
         suggestions = [
             {"suggestion_uuid": suggestion["uuid"], "card_uuid": card["uuid"]}
+            for issued in answers
             for card in issued.cards
             for suggestion in card.get("suggestions", [])
         ]
