@@ -6,6 +6,7 @@ A test spells out only what matters to it: ``observation("2276-4", 38, "ng/mL")`
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -281,3 +282,54 @@ def strip_uuids(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_uuids(v) for v in value]
     return value
+
+
+def service_request(
+    code: str | None = None,
+    text: str | None = None,
+    status: str = "active",
+    authored: str = "2026-11-01",
+    system: str = LOINC,
+    occurrence: str | None = None,
+) -> dict:
+    """A ServiceRequest for PATIENT_ID: an order on the record (pending, or done when
+    `status` is completed and `occurrence` is given)."""
+    concept: dict[str, Any] = {}
+    if code:
+        concept["coding"] = [coding(system, code)]
+    if text:
+        concept["text"] = text
+    resource: dict[str, Any] = {
+        "resourceType": "ServiceRequest",
+        "id": _id(),
+        "status": status,
+        "intent": "order",
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+        "code": concept,
+        "authoredOn": authored,
+    }
+    if occurrence:
+        resource["occurrenceDateTime"] = occurrence
+    return resource
+
+
+def cards_by_topic(found: Mapping[str, Finding]) -> dict[str, dict]:
+    """The cards the service renders for `found` (as b.findings returns), by topic."""
+    from cds_service.cards import CardRenderer
+
+    cards = CardRenderer(KNOWLEDGE).render(found.values(), PATIENT_ID, NOW)
+    return {card["source"]["topic"]["code"]: card for card in cards}
+
+
+def engine_and_rule(topic: str, check: Any) -> tuple[Any, Any]:
+    """Two ways to run one topic's rule on an RLS patient with normal kidney labs: through
+    the engine, and the rule function directly with the engine's parameters."""
+
+    def via_engine(*resources: dict) -> list:
+        found = findings(kidney_ok(), *resources).get(topic)
+        return [found] if found else []
+
+    def via_rule(*resources: dict) -> list:
+        return check(picture(rls(), kidney_ok(), *resources), params(topic))
+
+    return via_engine, via_rule

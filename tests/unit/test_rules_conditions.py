@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from cds_service.cards import CardRenderer
 from cds_service.clinical.rules import conditions as rules
 from tests import builders as b
 from tests.builders import ICD10CM, LOINC, SNOMED
 
 CPT = "http://www.ama-assn.org/go/cpt"
-RENDERER = CardRenderer(b.KNOWLEDGE)
 SIX_MONTHS_AGO = "2026-05-28"
 FOURTEEN_MONTHS_AGO = "2025-09-28"
 
@@ -51,39 +49,14 @@ def service_request(
     status: str = "completed",
     when: str = SIX_MONTHS_AGO,
 ) -> dict:
-    concept: dict = {}
-    if code:
-        concept["coding"] = [b.coding(CPT, code)]
-    if text:
-        concept["text"] = text
-    resource = {
-        "resourceType": "ServiceRequest",
-        "id": b._id(),
-        "status": status,
-        "intent": "order",
-        "subject": {"reference": f"Patient/{b.PATIENT_ID}"},
-        "code": concept,
-        "authoredOn": when,
-    }
-    if status == "completed":
-        resource["occurrenceDateTime"] = when
-    return resource
+    done = when if status == "completed" else None
+    return b.service_request(code, text, status, when, system=CPT, occurrence=done)
 
 
-def render(found: dict) -> dict[str, dict]:
-    cards = RENDERER.render(found.values(), b.PATIENT_ID, b.NOW)
-    return {card["source"]["topic"]["code"]: card for card in cards}
+render = b.cards_by_topic
 
 
-def make_check(topic: str, function):
-    def via_engine(*resources: dict) -> list:
-        found = b.findings(b.kidney_ok(), *resources).get(topic)
-        return [found] if found else []
-
-    def via_rule(*resources: dict) -> list:
-        return function(b.picture(b.rls(), b.kidney_ok(), *resources), b.params(topic))
-
-    return via_engine, via_rule
+make_check = b.engine_and_rule
 
 
 NEURO = make_check("neuropathy-or-radiculopathy", rules.neuropathy_or_radiculopathy)

@@ -6,15 +6,13 @@ from __future__ import annotations
 import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
-from cds_service.cards import CardRenderer
 from cds_service.clinical.rules import kidney
 from tests import builders as b
-from tests.builders import ICD10CM, LOINC, SNOMED, UCUM
+from tests.builders import ICD10CM, SNOMED, UCUM
 
 RECENT = "2026-10-15T08:00:00Z"
 OLD = "2025-06-01T08:00:00Z"
 EGFR_UNIT = "mL/min/{1.73_m2}"
-RENDERER = CardRenderer(b.KNOWLEDGE)
 DUE = b.params("renal-function-due")
 CKD = b.params("kidney-disease")
 DOSE = b.params("gabapentinoid-renal-dose")
@@ -36,27 +34,7 @@ def weight(value, unit="kg", when=RECENT) -> dict:
     return b.observation(b.WEIGHT, value, unit, when=when)
 
 
-def service_request(
-    code: str | None = None,
-    text: str | None = None,
-    status: str = "active",
-    authored: str = "2026-11-01",
-    system: str = LOINC,
-) -> dict:
-    concept: dict = {}
-    if code:
-        concept["coding"] = [b.coding(system, code)]
-    if text:
-        concept["text"] = text
-    return {
-        "resourceType": "ServiceRequest",
-        "id": b._id(),
-        "status": status,
-        "intent": "order",
-        "subject": {"reference": f"Patient/{b.PATIENT_ID}"},
-        "code": concept,
-        "authoredOn": authored,
-    }
+service_request = b.service_request
 
 
 def condition(system: str, code: str, display: str | None = None, **kwargs) -> dict:
@@ -136,9 +114,7 @@ def variant(found: dict, topic: str) -> str | None:
     return finding.variant if finding else None
 
 
-def render(found: dict) -> dict[str, dict]:
-    cards = RENDERER.render(found.values(), b.PATIENT_ID, b.NOW)
-    return {card["source"]["topic"]["code"]: card for card in cards}
+render = b.cards_by_topic
 
 
 # --- renal-function-due -----------------------------------------------------------------

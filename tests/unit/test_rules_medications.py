@@ -50,15 +50,7 @@ def findings_with_prefetch_medication(*resources: dict, medication: dict) -> dic
     return {f.topic: f for f in b.ENGINE.patient_view(picture)}
 
 
-def make_check(topic: str, function):
-    def via_engine(*resources: dict) -> list:
-        found = b.findings(b.kidney_ok(), *resources).get(topic)
-        return [found] if found else []
-
-    def via_rule(*resources: dict) -> list:
-        return function(b.picture(b.rls(), b.kidney_ok(), *resources), b.params(topic))
-
-    return via_engine, via_rule
+make_check = b.engine_and_rule
 
 
 IDS = ["engine", "rule"]
@@ -97,9 +89,7 @@ def agonist(request):
     return request.param
 
 
-def render(found: dict) -> dict[str, dict]:
-    cards = RENDERER.render(found.values(), b.PATIENT_ID, b.NOW)
-    return {card["source"]["topic"]["code"]: card for card in cards}
+render = b.cards_by_topic
 
 
 def topics_for(*resources: dict) -> set[str]:

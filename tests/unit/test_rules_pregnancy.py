@@ -15,7 +15,6 @@ from tests.builders import ICD10CM, LOINC, SNOMED, UCUM
 RECENT = "2026-10-15T08:00:00Z"
 OLD = "2025-06-01T08:00:00Z"
 PARAMS = b.params("pregnancy")
-RENDERER = CardRenderer(b.KNOWLEDGE)
 CDC_RACE = "urn:oid:2.16.840.1.113883.6.238"
 POSITIVE = "10828004"
 NEGATIVE = "260385009"
@@ -99,9 +98,7 @@ def variants(found: list) -> list[str]:
     return [f.variant for f in found]
 
 
-def render(found: dict) -> dict[str, dict]:
-    cards = RENDERER.render(found.values(), b.PATIENT_ID, b.NOW)
-    return {card["source"]["topic"]["code"]: card for card in cards}
+render = b.cards_by_topic
 
 
 PREGNANCY_CODES = [
