@@ -18,7 +18,8 @@ from pydantic import BaseModel, ValidationError
 from cds_service.cards import CardRenderer
 from cds_service.clinical.engine import Engine, OrderHook
 from cds_service.clinical.findings import Finding
-from cds_service.clinical.picture import PatientPicture, build_picture, read_drafts
+from cds_service.clinical.medications import read_drafts
+from cds_service.clinical.picture import PatientPicture, build_picture
 from cds_service.clinical.reader import ReadReport, unresolved_medication_ids
 from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownService
 from cds_service.fhir.client import FhirClient

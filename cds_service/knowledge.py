@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.clinical.dosing import DrugDosing
-from cds_service.clinical.picture import REQUIRED_VALUE_SETS
+from cds_service.clinical.facts import REQUIRED_VALUE_SETS
 from cds_service.clinical.terminology import ValueSet, ValueSetError, load_value_sets
 
 TOPIC_SYSTEM = "urn:rls-cds:card-topic"

@@ -11,8 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from cds_service.clinical.dosing import DrugDosing
+from cds_service.clinical.facts import MedicationFact
 from cds_service.clinical.findings import Finding
-from cds_service.clinical.picture import MedicationFact, PatientPicture
+from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules import conditions, iron, kidney, medications, pregnancy
 from cds_service.clinical.rules.common import Params
 

@@ -13,7 +13,8 @@ from typing import Literal
 
 from cds_service.clinical.dates import age_in_years
 from cds_service.clinical.egfr import Sex
-from cds_service.clinical.picture import ConditionFact, LabResult, PatientPicture
+from cds_service.clinical.facts import ConditionFact, LabResult
+from cds_service.clinical.picture import PatientPicture
 
 CREATININE = "creatinine"
 EGFR = "egfr"

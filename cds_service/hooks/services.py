@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cds_service.clinical.picture import PREGNANCY_TEST
+from cds_service.clinical.facts import PREGNANCY_TEST
 from cds_service.clinical.terminology import LOINC, ValueSet
 from cds_service.clinical.units import CANONICAL
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from cds_service.cards import CardRenderer
-from cds_service.clinical.picture import read_drafts
+from cds_service.clinical.medications import read_drafts
 from cds_service.knowledge import template_fields
 from tests import builders as b
 from tests.builders import ICD10CM, KNOWLEDGE, SNOMED

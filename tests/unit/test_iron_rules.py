@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cds_service.clinical.engine import Engine
-from cds_service.clinical.picture import LabResult
+from cds_service.clinical.facts import LabResult
 from cds_service.clinical.rules import common, iron
 from tests import builders as b
 from tests.builders import ICD10CM, KNOWLEDGE

@@ -18,7 +18,7 @@ import requests
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from cds_service.clinical.engine import ORDER_TOPICS
-from cds_service.clinical.picture import read_drafts
+from cds_service.clinical.medications import read_drafts
 from cds_service.evaluation import Evaluator, FhirAccess
 from cds_service.fhir.client import FhirClient
 from cds_service.hooks.services import ORDER_SELECT, ORDER_SIGN, build_services

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.clinical.picture import MEDICATION_VALUE_SETS, REQUIRED_VALUE_SETS
+from cds_service.clinical.facts import MEDICATION_VALUE_SETS, REQUIRED_VALUE_SETS
 from cds_service.clinical.terminology import ICD10CM, canonical_system
 from cds_service.knowledge import Knowledge, KnowledgeError
 from cds_service.resources import shipped_dir

@@ -5,14 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
+from cds_service.clinical.facts import ConditionFact, LabResult, MedicationFact, OrderFact
 from cds_service.clinical.findings import DataPoint
-from cds_service.clinical.picture import (
-    ConditionFact,
-    LabResult,
-    MedicationFact,
-    OrderFact,
-    PatientPicture,
-)
+from cds_service.clinical.picture import PatientPicture
 
 #: "Recent" in topics.md: within the last 12 months of the evaluation time.
 RECENT = "recent_days"

@@ -7,8 +7,9 @@ within the recency window; the card then says so instead.
 
 from __future__ import annotations
 
+from cds_service.clinical.facts import ConditionFact
 from cds_service.clinical.findings import Finding
-from cds_service.clinical.picture import ConditionFact, PatientPicture
+from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
     Params,
     already_on_record,

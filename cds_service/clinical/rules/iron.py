@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from cds_service.clinical.facts import LabResult
 from cds_service.clinical.findings import Finding
-from cds_service.clinical.picture import LabResult, PatientPicture
+from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
     Params,
     at_most,

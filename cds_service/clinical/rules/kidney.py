@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from cds_service.clinical.dosing import DrugDosing, daily_dose_mg, product_strength_mg
+from cds_service.clinical.facts import MedicationFact
 from cds_service.clinical.findings import DataPoint, Finding, Target
 from cds_service.clinical.kidney import KidneyFunction, kidney_function
-from cds_service.clinical.picture import MedicationFact, PatientPicture
+from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
     Params,
     below,

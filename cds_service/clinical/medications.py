@@ -1,0 +1,102 @@
+"""Medication requests and statements (and an order hook's drafts) as MedicationFacts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from cds_service.clinical import fhir_read as fr
+from cds_service.clinical.coding import display_name, members_of
+from cds_service.clinical.dates import parse_datetime
+from cds_service.clinical.facts import MEDICATION_VALUE_SETS, MedicationFact
+from cds_service.clinical.reader import ReadReport, Resources, read_resources
+from cds_service.clinical.terminology import ValueSet
+
+ACTIVE_REQUEST = frozenset({"active", "on-hold"})
+ACTIVE_STATEMENT = frozenset({"active", "intended"})
+#: topics.md: in order hooks' draftOrders, draft (and active or on-hold) requests count.
+DRAFT_REQUEST = frozenset({"draft", "active", "on-hold"})
+
+
+def read_drafts(
+    draft_orders: Any,
+    references: Mapping[str, Any],
+    patient_id: str,
+    value_sets: Mapping[str, ValueSet],
+    report: ReadReport,
+) -> tuple[MedicationFact, ...]:
+    """The draft medication orders of an order hook, tagged with their value sets.
+
+    A draft's medication may be contained, another entry of `draft_orders`, or a
+    Medication in `references` (prefetch values or Medications read by id). Requests that
+    are cancelled, stopped or entered in error are counted and left out.
+    """
+    drafts = read_resources({"draftOrders": draft_orders}, patient_id, report)
+    referenced = read_resources(references, patient_id, ReadReport()).medications
+    drafts = replace(
+        drafts, medications={**referenced, **drafts.medications}, medication_statements=()
+    )
+    return tuple(read_medications(drafts, value_sets, report, DRAFT_REQUEST))
+
+
+def read_medications(
+    res: Resources,
+    value_sets: Mapping[str, ValueSet],
+    report: ReadReport,
+    request_statuses: frozenset[str] = frozenset(),
+) -> Iterator[MedicationFact]:
+    """Active medications; with `request_statuses`, requests in those statuses instead."""
+    for use in (*res.medication_requests, *res.medication_statements):
+        counts = use.status in request_statuses if request_statuses else _is_active(use)
+        if not counts:
+            report.ignore(use.resourceType, f"status-{use.status}")
+            continue
+        concept = _medication_concept(use, res.medications)
+        if concept is None:
+            report.ignore(use.resourceType, "medication-unresolved")
+            continue
+        if isinstance(use, fr.MedicationRequest):
+            when, dosages, raw = use.authoredOn, use.dosageInstruction, use._raw
+        else:
+            assert isinstance(use, fr.MedicationStatement)
+            period_start = use.effectivePeriod.start if use.effectivePeriod else None
+            when = use.effectiveDateTime or period_start or use.dateAsserted
+            dosages, raw = use.dosage, None
+        members = members_of(value_sets, [concept], MEDICATION_VALUE_SETS)
+        yield MedicationFact(
+            name=display_name(concept, members, value_sets, "unnamed medication"),
+            value_sets=members,
+            status=use.status,
+            source=f"{use.resourceType}/{use.id}",
+            when=parse_datetime(when),
+            dosages=tuple(dosages),
+            raw=raw,
+        )
+
+
+def _is_active(use: fr.MedicationUse) -> bool:
+    """topics.md: requests active or on-hold; statements active, intended, or unknown
+    without an end date."""
+    if isinstance(use, fr.MedicationRequest):
+        return use.status in ACTIVE_REQUEST
+    assert isinstance(use, fr.MedicationStatement)
+    if use.status in ACTIVE_STATEMENT:
+        return True
+    ended = use.effectivePeriod is not None and use.effectivePeriod.end is not None
+    return use.status == "unknown" and not ended
+
+
+def _medication_concept(
+    use: fr.MedicationUse, medications: Mapping[str, fr.Medication]
+) -> fr.CodeableConcept | None:
+    if use.medicationCodeableConcept is not None:
+        return use.medicationCodeableConcept
+    ref = use.medicationReference.reference if use.medicationReference else None
+    if not ref:
+        return None
+    if ref.startswith("#"):
+        medication = use.contained_medication(ref)
+    else:  # "Medication/1", an absolute URL ending so, or a bundle fullUrl
+        medication = medications.get(ref) or medications.get("/".join(ref.split("/")[-2:]))
+    return medication.code if medication else None
