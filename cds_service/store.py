@@ -15,6 +15,11 @@ from sqlalchemy.pool import StaticPool
 from cds_service.settings import Settings
 
 
+def in_memory(url: str) -> bool:
+    """Whether the database URL names an in-memory SQLite database (gone with the process)."""
+    return url in ("sqlite://", "sqlite:///:memory:")
+
+
 def make_engine(settings: Settings) -> Engine:
     """An engine for the configured database; creates the SQLite directory when needed.
 
@@ -24,7 +29,7 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.effective_database_url
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if url in ("sqlite://", "sqlite:///:memory:"):
+    if in_memory(url):
         return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
     # A database that is down or silent must not hold a hook or the start-up: connecting
     # gives up after 2 s (libpq's least timeout). SQLite writers wait up to 5 s for each

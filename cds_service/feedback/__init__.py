@@ -24,6 +24,7 @@ from cds_service.hooks.services import PATIENT_VIEW
 from cds_service.hooks.wire import FeedbackItem
 from cds_service.knowledge import OVERRIDE_REASON_SYSTEM
 from cds_service.settings import Settings
+from cds_service.store import in_memory
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def patient_key_secret(settings: Settings) -> bytes:
     if settings.patient_key_secret is not None:
         return settings.patient_key_secret.get_secret_value().encode()
     url = settings.effective_database_url
-    if url in ("sqlite://", "sqlite:///:memory:"):
+    if in_memory(url):
         return secrets.token_bytes(32)  # the database lives as long as this process
     if not url.startswith("sqlite:"):
         raise SecretMissing(

@@ -79,14 +79,13 @@ class FeedbackStore:
         self.engine = engine
         self._secret = secret
         self._migrated = migrated
-        self._migrating = threading.Lock()
 
     def ensure_migrated(self) -> None:
         """Migrate once; a store that was down at start-up is migrated on first use."""
         if not self._migrated:
-            with self._migrating:
+            with _MIGRATING:
                 if not self._migrated:
-                    self.migrate()
+                    self._migrate()
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (Alembic); safe with several workers
@@ -96,6 +95,7 @@ class FeedbackStore:
             self._migrate()
 
     def _migrate(self) -> None:
+        """Migrate; the caller holds _MIGRATING."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:

@@ -99,6 +99,13 @@ def names(items: Iterable[ConditionFact | MedicationFact]) -> str:
     return ", ".join(unique[:-1]) + " and " + unique[-1]
 
 
+def pending(picture: PatientPicture, order_set: str, within: timedelta) -> bool:
+    """The newest order of the set within `within` is ordered and not yet done: a test
+    already on its way, which a "due" card must not ask for again."""
+    order = picture.order_on_record(order_set, within)
+    return order is not None and order.state == "pending"
+
+
 def already_on_record(
     picture: PatientPicture, order_set: str, within: timedelta, what: str
 ) -> tuple[OrderFact | None, str | None]:

@@ -19,6 +19,7 @@ from cds_service.clinical.rules.common import (
     data_point,
     format_lab,
     lab_points,
+    pending,
 )
 from cds_service.clinical.rules.pregnancy import is_pregnant
 
@@ -35,8 +36,7 @@ def studies_due(picture: PatientPicture, t: Params) -> list[Finding]:
     window = t.window()
     if picture.latest(FERRITIN, window) is not None:
         return []
-    order = picture.order_on_record(ORDER_IRON, window)
-    if order is not None and order.state == "pending":
+    if pending(picture, ORDER_IRON, window):
         return []
     # In pregnancy the pregnancy card offers the ferritin order (with its pregnancy
     # target): offering it here too would let one click order it twice.

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from cds_service.clinical.dosing import DrugDosing, daily_dose_mg, product_strength_mg
+from cds_service.clinical.dosing import DoseBand, DrugDosing, daily_dose_mg, product_strength_mg
 from cds_service.clinical.facts import MedicationFact
 from cds_service.clinical.findings import DataPoint, Finding, Target
 from cds_service.clinical.kidney import KidneyFunction, kidney_function
@@ -26,6 +26,7 @@ from cds_service.clinical.rules.common import (
     lab_points,
     medication_point,
     names,
+    pending,
 )
 from cds_service.clinical.rules.pregnancy import is_pregnant
 
@@ -52,8 +53,7 @@ def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
     window = t.window()
     if picture.latest(CREATININE, window) or picture.latest(EGFR, window):
         return []
-    order = picture.order_on_record(ORDER_KIDNEY, window)
-    if order is not None and order.state == "pending":
+    if pending(picture, ORDER_KIDNEY, window):
         return []
     notes: tuple[str, ...] = ()
     gabapentinoids = _gabapentinoids(picture)
@@ -143,8 +143,8 @@ class GabapentinoidDose:
         medications = _gabapentinoids(picture)
         if kidney is None or not medications:
             return []
-        above: list[tuple[MedicationFact, DrugDosing, float, float]] = []
-        unknown: list[tuple[MedicationFact, DrugDosing, float]] = []
+        above: list[tuple[MedicationFact, DrugDosing, DoseBand, float]] = []
+        unknown: list[tuple[MedicationFact, DrugDosing, DoseBand]] = []
         avoid: list[tuple[MedicationFact, DrugDosing]] = []
         for medication in medications:
             drug = self._drug(medication)
@@ -155,9 +155,9 @@ class GabapentinoidDose:
             dose = daily_dose_mg(medication.dosages, medication.name)
             if dose is None:
                 if band is not drug.bands[0]:
-                    unknown.append((medication, drug, band.max_daily_mg))
+                    unknown.append((medication, drug, band))
             elif dose > band.max_daily_mg + 1e-6:
-                above.append((medication, drug, dose, band.max_daily_mg))
+                above.append((medication, drug, band, dose))
         finding = self._finding(kidney, above, unknown, avoid)
         if finding and is_pregnant(picture, t):
             # Gabapentinoids are not advised in pregnancy: no one-click order that keeps one
@@ -181,21 +181,24 @@ class GabapentinoidDose:
     def _finding(
         self,
         kidney: KidneyFunction,
-        above: list[tuple[MedicationFact, DrugDosing, float, float]],
-        unknown: list[tuple[MedicationFact, DrugDosing, float]],
+        above: list[tuple[MedicationFact, DrugDosing, DoseBand, float]],
+        unknown: list[tuple[MedicationFact, DrugDosing, DoseBand]],
         avoid: list[tuple[MedicationFact, DrugDosing]],
     ) -> list[Finding]:
         if not (above or unknown or avoid):
             return []
         data: list[DataPoint] = []
         lines: list[str] = []
-        for medication, _drug, dose, limit in above:
+        for medication, _drug, band, dose in above:
             data.append(medication_point(medication, f"{dose:g} mg/day"))
-            lines.append(f"{medication.name}: {dose:g} mg/day, label limit {limit:g} mg/day")
-        for medication, _drug, limit in unknown:
+            lines.append(
+                f"{medication.name}: {dose:g} mg/day, label limit {band.max_daily_mg:g} mg/day"
+            )
+        for medication, _drug, band in unknown:
             data.append(medication_point(medication, "daily dose not readable"))
             lines.append(
-                f"{medication.name}: daily dose not readable, label limit {limit:g} mg/day"
+                f"{medication.name}: daily dose not readable, "
+                f"label limit {band.max_daily_mg:g} mg/day"
             )
         for medication, drug in avoid:
             data.append(medication_point(medication))
@@ -207,18 +210,18 @@ class GabapentinoidDose:
             values = {"drug": drug.name, "dose": "", "limit": ""}
         elif above:
             variant = "above-limit"
-            medication, drug, dose, limit = above[0]
-            values = {"drug": drug.name, "dose": f"{dose:g}", "limit": f"{limit:g}"}
+            medication, drug, band, dose = above[0]
+            values = {"drug": drug.name, "dose": f"{dose:g}", "limit": f"{band.max_daily_mg:g}"}
         else:
             variant = "dose-unknown"
-            medication, drug, limit = unknown[0]
-            values = {"drug": drug.name, "dose": "", "limit": f"{limit:g}"}
+            medication, drug, band = unknown[0]
+            values = {"drug": drug.name, "dose": "", "limit": f"{band.max_daily_mg:g}"}
         values |= {
             "kidney": kidney.describe(),
             "medications": "; ".join(lines),
         }
         adjusted = tuple(
-            Target(m.source, m.name, _updated(m, d, kidney)) for m, d, _, _ in above if m.is_request
+            Target(m.source, m.name, _updated(m, band)) for m, _, band, _ in above if m.is_request
         )
         notes = tuple(
             f"{t.name}: no whole tablet of this strength fits the dose for this kidney "
@@ -250,9 +253,7 @@ def _kidney_points(kidney: KidneyFunction) -> list[DataPoint]:
     return [data_point(lab) for lab in kidney.labs]
 
 
-def _updated(
-    medication: MedicationFact, drug: DrugDosing, kidney: KidneyFunction
-) -> dict[str, Any] | None:
+def _updated(medication: MedicationFact, band: DoseBand) -> dict[str, Any] | None:
     """The order with its dosage replaced by a dose inside the band (route kept).
 
     The dose is the band's suggested dose rounded down to whole tablets of the ordered
@@ -260,8 +261,6 @@ def _updated(
     """
     if medication.raw is None:
         return None
-    band = drug.dialysis if kidney.clearance is None else drug.band(kidney.clearance)
-    assert band is not None
     dose = band.suggested_dose_mg
     strength = product_strength_mg(medication.name)
     if strength is not None:
