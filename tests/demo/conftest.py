@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from playwright.sync_api import Browser, Page, sync_playwright
-from werkzeug.serving import make_server
 
 from cds_service.app import create_app
 from cds_service.settings import Settings
 from tests.builders import NOW
+from tests.live import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -84,14 +83,8 @@ def live_app(tmp_path_factory) -> Iterator[LiveApp]:
     """The demo app on a free port (werkzeug in a thread), SQLite in a temp dir, fixed clock."""
     settings = Settings(demo=True, data_dir=tmp_path_factory.mktemp("demo"), log_level="ERROR")
     app = create_app(settings, clock=lambda: NOW)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="demo-app", daemon=True)
-    thread.start()
-    try:
-        yield LiveApp(app, f"http://127.0.0.1:{server.server_port}")
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(app) as base_url:
+        yield LiveApp(app, base_url)
 
 
 @pytest.fixture

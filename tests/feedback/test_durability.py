@@ -16,10 +16,10 @@ import psycopg
 import pytest
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
 from tests import builders as b
 from tests.feedback.conftest import PG_ADMIN, Backend, iso, patient_view_body, terminate
+from tests.live import serving
 
 ITEMS = 2000
 PER_POST = 10
@@ -41,12 +41,8 @@ class Server:
 def server(make_app) -> Iterator[Server]:
     """The app served over real HTTP (threaded werkzeug) on a free port."""
     app = make_app(log_level="CRITICAL")
-    http = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=http.serve_forever, name="test-server", daemon=True)
-    thread.start()
-    yield Server(app, f"http://127.0.0.1:{http.server_port}")
-    http.shutdown()
-    thread.join(10)
+    with serving(app) as base_url:
+        yield Server(app, base_url)
 
 
 def batches(count: int = ITEMS) -> list[list[dict]]:

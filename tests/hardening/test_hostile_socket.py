@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 from flask import Flask
-from werkzeug.serving import make_server
 
 from cds_service.settings import DEFAULT_MAX_BODY_BYTES
 from tests import builders as b
+from tests.live import serving
 
 HOOK = "/cds-services/rls-secondary-causes"
 HANG_S = 2.0
@@ -25,14 +24,8 @@ HANG_S = 2.0
 
 @pytest.fixture(scope="module")
 def base_url(demo_app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, demo_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(demo_app) as url:
+        yield url
 
 
 def _stalled_client(base_url: str, head: bytes, sent: bytes) -> socket.socket:

@@ -24,6 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from prometheus_client import REGISTRY
 from sqlalchemy import create_engine, text
-from werkzeug.serving import make_server
 
 import cds_service.feedback
 from cds_service.app import create_app
@@ -53,6 +53,7 @@ from tests.feedback.conftest import (
     terminate,
 )
 from tests.hardening.conftest import FHIR, ISS, Client
+from tests.live import serving
 
 PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
@@ -253,21 +254,18 @@ class Served:
 @pytest.fixture
 def serve() -> Iterator[Any]:
     """Serve apps by werkzeug (threaded) on free ports; all shut down after the test."""
-    running: list[tuple[Any, threading.Thread, Served]] = []
+    running: list[Served] = []
+    with ExitStack() as servers:
 
-    def start(app: Flask) -> Served:
-        http = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=http.serve_forever, daemon=True)
-        thread.start()
-        served = Served(app, f"http://127.0.0.1:{http.server_port}", requests.Session())
-        running.append((http, thread, served))
-        return served
+        def start(app: Flask) -> Served:
+            served = Served(app, servers.enter_context(serving(app)), requests.Session())
+            running.append(served)
+            return served
 
-    yield start
-    for http, thread, served in running:
-        served.http.close()
-        http.shutdown()
-        thread.join(10)
+        yield start
+        for served in running:
+            served.http.close()
+    for served in running:  # once the servers are down
         served.recorder.flush(10)
         served.app.extensions["rls_cds"].database.dispose()
 

@@ -8,7 +8,6 @@ reference is served by a FHIR server, not a mock.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from cds_service.app import create_app
 from cds_service.cli import main
@@ -26,6 +24,7 @@ from tests import builders as b
 from tests.builders import strip_uuids
 from tests.fixture_requests import PATIENTS, REQUESTS
 from tests.integration.fhir_sandbox import load_bundles, start_sandbox, stop_sandbox
+from tests.live import serving
 
 pytestmark = pytest.mark.slow
 HOOK = "/cds-services/rls-secondary-causes"
@@ -38,14 +37,8 @@ def running_service(**settings: object) -> Iterator[str]:
     """The app on a free loopback port in a thread; yields its base URL."""
     config = {"demo": True, "database_url": "sqlite://", "log_level": "WARNING"} | settings
     app = create_app(Settings(**config), clock=lambda: b.NOW)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serving(app) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="module")

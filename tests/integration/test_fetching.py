@@ -13,11 +13,9 @@ import pytest
 import requests
 import responses
 
-from cds_service.app import create_app
-from cds_service.settings import Settings
 from tests import builders as b
+from tests.fake_fhir import FHIR, serve_record
 
-FHIR = "https://ehr.example/fhir"
 TOKEN = "ehr-token-7f3c"
 HOOK = "/cds-services/rls-secondary-causes"
 AUTHORIZATION = {
@@ -30,34 +28,8 @@ AUTHORIZATION = {
 
 
 @pytest.fixture
-def client(tmp_path):
-    settings = Settings(
-        demo=True, data_dir=tmp_path, fhir_server_allowlist=FHIR, hook_deadline_s=1.5
-    )
-    return create_app(settings, clock=lambda: b.NOW).test_client()
-
-
-@pytest.fixture
-def fhir():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-def serve_record(fhir, *resources: dict, status: int = 200) -> None:
-    """Answer every query the templates make from `resources`, like a FHIR server would."""
-    by_type: dict[str, list[dict]] = {}
-    for resource in resources:
-        by_type.setdefault(resource["resourceType"], []).append(resource)
-    fhir.get(f"{FHIR}/Patient/{b.PATIENT_ID}", json=b.patient(), status=status)
-    for kind in (
-        "Condition",
-        "Observation",
-        "MedicationRequest",
-        "MedicationStatement",
-        "ServiceRequest",
-        "Procedure",
-    ):
-        fhir.get(f"{FHIR}/{kind}", json=b.searchset(*by_type.get(kind, [])), status=status)
+def client(fetching_client):
+    return fetching_client
 
 
 def call(client, prefetch: dict | None, **extra):

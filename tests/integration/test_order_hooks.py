@@ -12,9 +12,8 @@ import pytest
 import responses
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
-from cds_service.app import create_app
-from cds_service.settings import Settings
 from tests import builders as b
+from tests.fake_fhir import FHIR, serve_record
 
 SELECT = "/cds-services/rls-order-select"
 SIGN = "/cds-services/rls-order-sign"
@@ -36,7 +35,6 @@ ORDER_PREFETCH_KEYS = {
     "medicationStatements",
 }
 OVERRIDE_CODES = ["benefit-outweighs-risk", "tolerated-before", "short-course"]
-FHIR = "https://ehr.example/fhir"
 AUTHORIZATION = {
     "access_token": "ehr-token-order-hooks",
     "token_type": "Bearer",
@@ -301,30 +299,6 @@ def test_absent_prefetch_without_fhir_server_is_412_naming_the_order_keys(client
 
 
 # --- no prefetch: fetched from the EHR, with the draft's Medication read by id ----------
-
-
-@pytest.fixture
-def fetching_client(tmp_path):
-    settings = Settings(
-        demo=True, data_dir=tmp_path, fhir_server_allowlist=FHIR, hook_deadline_s=1.5
-    )
-    return create_app(settings, clock=lambda: b.NOW).test_client()
-
-
-@pytest.fixture
-def fhir():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-def serve_record(fhir, *resources: dict) -> None:
-    """Answer the order services' queries from `resources`, like a FHIR server would."""
-    by_type: dict[str, list[dict]] = {}
-    for resource in resources:
-        by_type.setdefault(resource["resourceType"], []).append(resource)
-    fhir.get(f"{FHIR}/Patient/{b.PATIENT_ID}", json=b.patient())
-    for kind in ("Condition", "Observation", "MedicationRequest", "MedicationStatement"):
-        fhir.get(f"{FHIR}/{kind}", json=b.searchset(*by_type.get(kind, [])))
 
 
 def referencing_draft(medication_id: str) -> dict:
