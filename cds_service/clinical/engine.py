@@ -36,7 +36,7 @@ NONE: frozenset[str] = frozenset()
 
 
 def patient_view_rules(dosing: Mapping[str, DrugDosing]) -> dict[str, Rule]:
-    """Every patient-view topic's rule, in contract order (topics.md)."""
+    """Every patient-view topic's rule, in contract order (docs/card-topics.md)."""
     return {
         "iron-studies-due": Rule(iron.studies_due, LABS),
         "iron-below-target": Rule(iron.below_target, LABS),
@@ -56,7 +56,7 @@ def patient_view_rules(dosing: Mapping[str, DrugDosing]) -> dict[str, Rule]:
     }
 
 
-#: topics.md "Order hooks": the topics a draft medication order can fire.
+#: docs/card-topics.md "Order hooks": the topics a draft medication order can fire.
 ORDER_TOPICS = (
     "gabapentinoid-renal-dose",
     "sedating-antihistamine",
@@ -109,7 +109,7 @@ class Engine:
 
         The medication rules run over a picture whose medications are the drafts; their
         findings take the draft variants of the same cards. Every draft card is a warning,
-        except a dose above the renal limit at signing, which is critical (topics.md).
+        except a dose above the renal limit at signing, which is critical (docs/card-topics.md).
         """
         if GATE_NEEDS & picture.unavailable or not picture.has_rls or not drafts:
             return []

@@ -15,7 +15,7 @@ from cds_service.clinical.terminology import ValueSet
 
 ACTIVE_REQUEST = frozenset({"active", "on-hold"})
 ACTIVE_STATEMENT = frozenset({"active", "intended"})
-#: topics.md: in order hooks' draftOrders, draft (and active or on-hold) requests count.
+#: docs/card-topics.md: in order hooks' draftOrders, draft (and active or on-hold) requests count.
 DRAFT_REQUEST = frozenset({"draft", "active", "on-hold"})
 
 
@@ -76,7 +76,7 @@ def read_medications(
 
 
 def _is_active(use: fr.MedicationUse) -> bool:
-    """topics.md: requests active or on-hold; statements active, intended, or unknown
+    """docs/card-topics.md: requests active or on-hold; statements active, intended, or unknown
     without an end date."""
     if isinstance(use, fr.MedicationRequest):
         return use.status in ACTIVE_REQUEST

@@ -64,7 +64,7 @@ class PatientPicture:
 
     @property
     def has_rls(self) -> bool:
-        """The gate of topics.md: an active, not refuted RLS condition (in a living patient)."""
+        """The gate of docs/card-topics.md: active, unrefuted RLS (in a living patient)."""
         return not self.deceased and any(c.active and RLS in c.value_sets for c in self.conditions)
 
     def active_conditions(self, value_set: str) -> list[ConditionFact]:

@@ -9,22 +9,15 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
 from tests import builders as b
+from tests.contract import TOPIC_CODES
 from tests.fixture_requests import REQUESTS
 
-TOPICS_MD = Path(__file__).resolve().parents[3] / "shared" / "clinical" / "topics.md"
-CONTRACT_TOPICS = {
-    "iron-studies-due", "iron-below-target", "renal-function-due", "kidney-disease",
-    "gabapentinoid-renal-dose", "pregnancy", "neuropathy-or-radiculopathy",
-    "sedating-antihistamine", "serotonergic-antidepressant", "antipsychotic",
-    "dopamine-antagonist-antiemetic", "dopamine-agonist-augmentation",
-    "venous-insufficiency", "peripheral-arterial-disease", "prior-dvt",
-}  # fmt: skip
+CONTRACT_TOPICS = frozenset(TOPIC_CODES)
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -119,12 +112,6 @@ def test_cards_carry_uuid_indicator_source_and_contract_topic(responses):
         assert topic["system"] == "urn:rls-cds:card-topic"
         assert topic["code"] in CONTRACT_TOPICS
         assert topic["display"]
-
-
-def test_contract_topics_match_topics_md():
-    assert TOPICS_MD.exists(), "../shared (the contract) must sit beside this checkout"
-    listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", TOPICS_MD.read_text(), re.MULTILINE))
-    assert listed == CONTRACT_TOPICS
 
 
 def test_suggestions_have_uuid_label_selection_behavior_and_valid_fhir(responses):

@@ -1,4 +1,4 @@
-"""Order hooks (issue 7, topics.md "Order hooks"): draft medication orders get the drug cards.
+"""Order hooks (issue 7; docs/card-topics.md "Order hooks"): draft orders get the drug cards.
 
 Each of the six order topics, on order-select and order-sign, for every way a draft can name
 its drug (text, RxNorm code, contained Medication, Medication elsewhere in draftOrders); the
@@ -255,7 +255,7 @@ def test_suggestions_act_on_the_draft_and_are_valid_fhir(topic, hook):
 
 
 #: Whether to start an antidepressant or an antipsychotic is the prescriber's judgement
-#: (topics.md: "none automatic"): cancelling the draft is offered, never recommended.
+#: (docs/card-topics.md: "none automatic"): cancelling the draft is offered, not recommended.
 JUDGEMENT_TOPICS = ("serotonergic-antidepressant", "antipsychotic")
 
 
@@ -510,7 +510,7 @@ def test_drafts_cancelled_in_error_or_stopped_never_fire(topic, hook, status):
 
 @pytest.mark.parametrize("status", ["active", "on-hold"])
 def test_active_or_on_hold_requests_in_draft_orders_count(status):
-    """topics.md: in draftOrders, `draft`, `active` and `on-hold` requests count."""
+    """docs/card-topics.md: in draftOrders, `draft`, `active` and `on-hold` requests count."""
     card = only_card("order-sign", culprit_draft("antipsychotic", status=status))
     assert topic_of(card) == "antipsychotic"
 

@@ -9,7 +9,7 @@ from cds_service.clinical.facts import ConditionFact, LabResult, MedicationFact,
 from cds_service.clinical.findings import DataPoint
 from cds_service.clinical.picture import PatientPicture
 
-#: "Recent" in topics.md: within the last 12 months of the evaluation time.
+#: "Recent" in docs/card-topics.md: within the last 12 months of the evaluation time.
 RECENT = "recent_days"
 
 
