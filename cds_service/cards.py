@@ -42,7 +42,7 @@ class CardRenderer:
 
     Every created resource is built and validated with fhir.resources once, here; a card
     then carries a copy with only the patient reference and the authoring time filled in,
-    so validation stays off the hot path (design.md) without an unvalidated resource ever
+    so validation stays off the hot path (docs/design.md) without an unvalidated resource ever
     leaving the service.
     """
 

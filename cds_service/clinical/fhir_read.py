@@ -2,7 +2,7 @@
 
 They ignore every element they do not name and keep unknown codes as plain strings, so a
 resource from any EHR reads as long as the parts we use are well formed. Validating with
-``fhir.resources`` here would cost 50 to 100 times the JSON parse (see design.md).
+``fhir.resources`` here would cost 50 to 100 times the JSON parse (see docs/design.md).
 """
 
 from __future__ import annotations

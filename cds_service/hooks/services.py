@@ -1,4 +1,4 @@
-"""The CDS services this deployment offers: one per hook, ids fixed by contract (design.md).
+"""The CDS services this deployment offers: one per hook, ids fixed by contract (CHANGELOG.md).
 
 Prefetch templates fetch what the rules read; the lab query lists the LOINC codes of the
 lab value sets, so adding a code to a value set also adds it to the query.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cds_service import __version__
 from cds_service.clinical.facts import PREGNANCY_TEST
 from cds_service.clinical.terminology import LOINC, ValueSet
 from cds_service.clinical.units import CANONICAL
@@ -16,6 +17,8 @@ from cds_service.clinical.units import CANONICAL
 PATIENT_VIEW = "rls-secondary-causes"
 ORDER_SELECT = "rls-order-select"
 ORDER_SIGN = "rls-order-sign"
+#: Discovery extension naming the release that answers (spec: Extensions, namespaced keys).
+VERSION_EXTENSION = "org.rls-cds.version"
 #: Labs per search page; the client follows next links up to RLS_CDS_FHIR_MAX_PAGES pages.
 LAB_PAGE_SIZE = 100
 ORDER_PAGE_SIZE = 100
@@ -70,6 +73,7 @@ class ServiceDefinition:
             "title": self.title,
             "description": description,
             "prefetch": dict(self.prefetch),
+            "extension": {VERSION_EXTENSION: __version__},
         }
 
 

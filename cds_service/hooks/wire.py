@@ -212,6 +212,8 @@ class DiscoveryService(_Answer):
     description: StrictStr
     prefetch: dict[str, StrictStr] = Field(default_factory=dict)
     usageRequirements: StrictStr | None = None
+    extension: dict[str, Any] | None = None
+    """Carries ``org.rls-cds.version``: the release of the service answering."""
 
 
 class DiscoveryResponse(_Answer):

@@ -1,7 +1,7 @@
 """The FHIR server that integration tests talk to.
 
 By default a local FHIR R4 server is started from ``tests/fhir_sandbox`` (Medplum's
-open-source FHIR router on Node, in memory), installed with ``npm ci`` when needed,
+open-source FHIR router on Node, in memory), installed by ``make`` (``npm ci``),
 and loaded with every transaction Bundle in ``fhir_fixtures/patients``. With
 ``RLS_CDS_TEST_FHIR_BASE`` set, that server is used instead (the fixtures are loaded
 into it too) and Node is not started.
@@ -38,7 +38,6 @@ FIXTURE_BUNDLES = sorted((ROOT / "fhir_fixtures" / "patients").glob("*.json"))
 BASE_URL_ENV = "RLS_CDS_TEST_FHIR_BASE"
 SANDBOX_ENV_VARS = ("SANDBOX_REQUIRE_TOKEN", "SANDBOX_DELAY_MS")
 START_TIMEOUT_S = 60.0
-NPM_TIMEOUT_S = 600.0
 FHIR_JSON = "application/fhir+json"
 _LISTENING = re.compile(r"^listening on (http://\S+)\s*$")
 
@@ -49,31 +48,16 @@ class FhirServer:
     process: subprocess.Popen[str] | None = None
 
 
-def _installed_at(node_modules: Path) -> float:
-    # npm writes node_modules/.package-lock.json on every install; fall back to the folder.
-    marker = node_modules / ".package-lock.json"
-    return (marker if marker.exists() else node_modules).stat().st_mtime
-
-
 def ensure_installed() -> None:
-    """Run ``npm ci`` when node_modules is missing or older than package-lock.json."""
-    node_modules = SANDBOX_DIR / "node_modules"
+    """Fail with the command to run when the sandbox's npm packages are not installed (or
+    older than package-lock.json): `make test` installs them with ``npm ci``, never a test."""
+    marker = SANDBOX_DIR / "node_modules" / ".package-lock.json"
     lock = SANDBOX_DIR / "package-lock.json"
-    if node_modules.is_dir() and _installed_at(node_modules) >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is not on PATH: the FHIR sandbox needs Node.js 20.19+ and npm")
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=SANDBOX_DIR,
-        capture_output=True,
-        text=True,
-        timeout=NPM_TIMEOUT_S,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"npm ci failed in {SANDBOX_DIR}:\n{result.stdout}\n{result.stderr}")
+    if not marker.is_file() or marker.stat().st_mtime < lock.stat().st_mtime:
+        raise RuntimeError(
+            f"the FHIR sandbox's npm packages are missing or stale in {SANDBOX_DIR}: run "
+            "`make test` (or `cd tests/fhir_sandbox && npm ci`)"
+        )
 
 
 def _read_lines(stream, lines: queue.Queue[str | None]) -> None:
