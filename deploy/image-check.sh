@@ -66,12 +66,12 @@ trap cleanup EXIT
 # --- 2. the local base ----------------------------------------------------------------------
 say "debootstrap bookworm (minbase, python3, python3-venv)"
 debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    bookworm "$work/root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
+    bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
     { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap"; }
-chroot "$work/root" python3 -m venv /opt/venv
-rm -rf "$work"/root/var/cache/apt/archives/*.deb "$work"/root/var/lib/apt/lists/*
-tar -C "$work/root" -cf "$work/base.tar" .
-rm -rf "$work/root"
+chroot "$work/rootfs" python3 -m venv /opt/venv
+rm -rf "$work"/rootfs/var/cache/apt/archives/*.deb "$work"/rootfs/var/lib/apt/lists/*
+tar -C "$work/rootfs" -cf "$work/base.tar" .
+rm -rf "$work/rootfs"
 pod import --quiet \
     --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     "$work/base.tar" localhost/rls-cds-base:bookworm >/dev/null

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -216,3 +217,19 @@ def test_serve_prod_with_a_metrics_port_keeps_metrics_off_the_main_port(tmp_path
         server.terminate()
         server.communicate(timeout=30)
     assert server.returncode == 0
+
+
+def test_sdist_carries_every_file_the_repository_tracks(tmp_path):
+    """The source distribution is enough to run the suite: every tracked file is in it."""
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "--target", "sdist", "-d", str(tmp_path)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    (sdist,) = tmp_path.glob("rls_cds-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [name for name in tracked if name not in names] == []
+    assert not any("node_modules" in name for name in names)
