@@ -114,3 +114,35 @@ def test_generated_secrets_and_keys_are_ignored_by_git(tmp_path):
             ["git", "check-ignore", "-q", path], cwd=ROOT, capture_output=True, check=False
         )
         assert ignored.returncode == 0, f"{path} is not ignored by git"
+
+
+def locked(path: Path) -> dict[str, str]:
+    """name -> version of the pins in a lock file whose environment markers hold here."""
+    from packaging.markers import Marker
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in path.read_text("utf-8").splitlines():
+        found = re.match(r"^([A-Za-z0-9_.\-\[\]]+)==([^ ;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", line)
+        if found and (found.group(3) is None or Marker(found.group(3)).evaluate()):
+            pins[canonicalize_name(found.group(1).split("[")[0])] = found.group(2)
+    return pins
+
+
+def test_the_environment_holds_exactly_the_locked_versions():
+    """`make test` installed requirements/dev.txt (and build.txt): what runs is what is locked,
+    and the runtime lock agrees with the dev lock on every package they share."""
+    from importlib.metadata import PackageNotFoundError
+
+    requirements = ROOT / "requirements"
+    dev, runtime = locked(requirements / "dev.txt"), locked(requirements / "runtime.txt")
+    assert len(runtime) > 20 and len(dev) > len(runtime)
+    assert {name: dev[name] for name in runtime} == runtime
+    wanted = dev | locked(requirements / "build.txt")
+    installed = {}
+    for name in wanted:
+        try:
+            installed[name] = version(name)
+        except PackageNotFoundError:
+            installed[name] = "missing"
+    assert installed == wanted
