@@ -14,7 +14,7 @@ SANDBOX := tests/fhir_sandbox
 NPM_STAMP := $(SANDBOX)/node_modules/.package-lock.json
 UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
-.PHONY: run test lint fmt bench docs lock prereqs image-check clean
+.PHONY: run sandbox test lint fmt bench docs lock prereqs image-check clean
 
 # The runtime only: what `make run` needs (and the build backend, to install the package).
 $(RUNTIME): requirements/build.txt requirements/runtime.txt pyproject.toml
@@ -30,6 +30,13 @@ $(DEV): $(RUNTIME) requirements/dev.txt
 
 run: $(RUNTIME)
 	$(BIN)/rls-cds serve --demo --host $(HOST) --port $(PORT)
+
+# The service and a FHIR server with the demo patients, both with CORS, for a browser client
+# such as the CDS Hooks Sandbox (README: "Try it in the CDS Hooks sandbox").
+FHIR_PORT ?= 8090
+sandbox: $(DEV) $(NPM_STAMP)
+	$(BIN)/python -m tests.sandbox_stack --port $(PORT) --fhir-port $(FHIR_PORT) \
+		$(if $(ORIGINS),--origins $(ORIGINS))
 
 # What the suite needs beyond Python: checked (and installed where it can be) before pytest.
 prereqs:

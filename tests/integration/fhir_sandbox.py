@@ -36,7 +36,7 @@ SANDBOX_DIR = ROOT / "tests" / "fhir_sandbox"
 FIXTURE_BUNDLES = sorted((ROOT / "fhir_fixtures" / "patients").glob("*.json"))
 
 BASE_URL_ENV = "RLS_CDS_TEST_FHIR_BASE"
-SANDBOX_ENV_VARS = ("SANDBOX_REQUIRE_TOKEN", "SANDBOX_DELAY_MS")
+SANDBOX_ENV_VARS = ("SANDBOX_REQUIRE_TOKEN", "SANDBOX_DELAY_MS", "SANDBOX_CORS_ORIGINS")
 START_TIMEOUT_S = 60.0
 FHIR_JSON = "application/fhir+json"
 _LISTENING = re.compile(r"^listening on (http://\S+)\s*$")
@@ -66,12 +66,15 @@ def _read_lines(stream, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def start_sandbox(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    """Start one sandbox on a free port; return the process and its base URL (…/fhir).
+def start_sandbox(
+    env: dict[str, str] | None = None, port: int = 0
+) -> tuple[subprocess.Popen[str], str]:
+    """Start one sandbox on `port` (0: a free one); return the process and its base URL.
 
-    ``env`` adds variables such as SANDBOX_REQUIRE_TOKEN or SANDBOX_DELAY_MS; those two are
-    never inherited from the calling environment. The caller stops it with stop_sandbox().
-    The server's request log (stderr) goes to a temporary file, ``process.log_path``.
+    ``env`` adds variables such as SANDBOX_REQUIRE_TOKEN, SANDBOX_DELAY_MS or
+    SANDBOX_CORS_ORIGINS; those are never inherited from the calling environment. The
+    caller stops it with stop_sandbox(). The server's request log (stderr) goes to a
+    temporary file, ``process.log_path``.
     """
     ensure_installed()
     node = shutil.which("node")
@@ -83,7 +86,7 @@ def start_sandbox(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[s
         prefix="fhir-sandbox-", suffix=".log", delete=False
     )
     process = subprocess.Popen(
-        [node, "server.mjs", "--port", "0"],
+        [node, "server.mjs", "--port", str(port)],
         cwd=SANDBOX_DIR,
         env=child_env,
         stdin=subprocess.DEVNULL,
