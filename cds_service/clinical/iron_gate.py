@@ -1,11 +1,12 @@
 """The iron safety gate: every iron suggestion a card would offer passes `gate` first.
 
 A one-click iron order that could harm is withheld (docs/card-topics.md, safety rules;
-docs/evidence.md section 9): iron in iron overload, iron already taken or given, IV iron without a recent
-transferrin saturation or at a high ferritin, a fixed adult dose to a child, IV iron early in
-pregnancy. Each withheld offer names the card note (its sentence and thresholds are in the
-iron card file) that says why. The gate is pure: it reads an IronFacts summary of the patient
-and the iron card's thresholds, and the engine applies it to every finding of every rule.
+docs/evidence.md section 9): iron in iron overload, iron already taken or given, IV iron
+without a recent transferrin saturation or at a high ferritin, a fixed adult dose to a
+child, IV iron early in pregnancy. Each withheld offer names the card note that says why
+(its sentence and thresholds are in the iron card file). The gate is pure: it reads an
+IronFacts summary of the patient and the iron card's thresholds, and the engine applies it
+to every finding of every rule.
 """
 
 from __future__ import annotations
