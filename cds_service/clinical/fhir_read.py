@@ -133,7 +133,8 @@ class Medication(Resource):
 
 
 class MedicationUse(PatientData):
-    """What MedicationRequest and MedicationStatement share: the drug and its status."""
+    """What MedicationRequest, MedicationStatement and MedicationAdministration share: the
+    drug and its status."""
 
     status: Text
     medicationCodeableConcept: CodeableConcept | None = None
@@ -180,12 +181,20 @@ class MedicationStatement(MedicationUse):
     dosage: list[Dosage] = Field(default_factory=list, max_length=100)
 
 
+class MedicationAdministration(MedicationUse):
+    """A dose given (IV iron in the last weeks is on record as one)."""
+
+    effectiveDateTime: Text | None = None
+    effectivePeriod: Period | None = None
+
+
 MODELS: dict[str, type[Resource]] = {
     "Patient": Patient,
     "Condition": Condition,
     "Observation": Observation,
     "MedicationRequest": MedicationRequest,
     "MedicationStatement": MedicationStatement,
+    "MedicationAdministration": MedicationAdministration,
     "Medication": Medication,
     "ServiceRequest": ServiceRequest,
     "Procedure": Procedure,

@@ -24,6 +24,10 @@ UCUM = "http://unitsofmeasure.org"
 INCLUDES_DESCENDANTS = "urn:rls-cds:fhir:includes-descendants"
 #: ValueSet extension holding a phrase that, found in a display or text, means a member.
 TEXT_MATCH = "urn:rls-cds:fhir:text-match"
+#: ValueSet.expansion.contains extension marking an ICD-10-CM subcategory whose codes add one
+#: character saying the trimester (pregnancy codes: 1, 2, 3; 0 or 9 unspecified; else
+#: childbirth or the puerperium).
+TRIMESTER_CHARACTER = "urn:rls-cds:fhir:trimester-character"
 
 _SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.1": LOINC,
@@ -101,6 +105,8 @@ class ValueSet:
     icd10_roots: frozenset[str] = field(repr=False)
     phrases: re.Pattern[str] | None = field(repr=False, default=None)
     """All text-match phrases as one pattern (one search per text, however many phrases)."""
+    trimester_roots: frozenset[str] = field(repr=False, default=frozenset())
+    """ICD-10-CM subcategories whose codes carry a trimester character right after them."""
 
     @classmethod
     def from_resource(cls, resource: dict) -> ValueSet:
@@ -111,7 +117,7 @@ class ValueSet:
         contains = (resource.get("expansion") or {}).get("contains")
         if not vs_id or not resource.get("url") or not contains:
             raise ValueSetError(f"ValueSet {vs_id!r} needs id, url and expansion.contains")
-        concepts, exact, roots = [], set(), set()
+        concepts, exact, roots, trimester_roots = [], set(), set(), set()
         for entry in contains:
             key = _key(entry.get("system"), entry.get("code"))
             if key is None or not entry.get("display"):
@@ -122,6 +128,12 @@ class ValueSet:
                 if key[0] != ICD10CM:
                     raise ValueSetError(f"ValueSet {vs_id}: only ICD-10-CM entries have children")
                 roots.add(key[1])
+            if _flag(entry, TRIMESTER_CHARACTER):
+                if key[1] not in roots:
+                    raise ValueSetError(
+                        f"ValueSet {vs_id}: a trimester-character entry must include descendants"
+                    )
+                trimester_roots.add(key[1])
         phrases = _phrases_pattern(
             [
                 ext["valueString"]
@@ -137,6 +149,7 @@ class ValueSet:
             exact=frozenset(exact),
             icd10_roots=frozenset(roots),
             phrases=phrases,
+            trimester_roots=frozenset(trimester_roots),
         )
 
     def has_code(self, system: str | None, code: str | None) -> bool:
@@ -149,6 +162,22 @@ class ValueSet:
         if key[0] == ICD10CM and self.icd10_roots:
             return any(a in self.icd10_roots for a in icd10_ancestors(key[1]))
         return False
+
+    def trimester_character(self, system: str | None, code: str | None) -> str | None:
+        """The character after the nearest trimester-character subcategory the code is in.
+
+        ``O99.352`` under ``O99.35`` -> ``"2"``; ``O13.1`` under ``O13`` -> ``"1"``; the
+        subcategory itself, or a code in no such subcategory, -> None.
+        """
+        key = _key(system, code)
+        if key is None or key[0] != ICD10CM or not self.trimester_roots:
+            return None
+        flat = key[1].replace(".", "")
+        for ancestor in icd10_ancestors(key[1]):
+            if ancestor in self.trimester_roots:
+                root = ancestor.replace(".", "")
+                return flat[len(root)] if len(flat) > len(root) else None
+        return None
 
     def display_for(self, system: str | None, code: str | None) -> str | None:
         """The value set's display for a member code (exact members only)."""

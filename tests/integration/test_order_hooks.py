@@ -91,7 +91,8 @@ def draft_orders(*drafts: dict) -> dict:
 
 def order_prefetch(*record: dict) -> dict:
     prefetch = b.prefetch(b.rls(), *record)
-    del prefetch["serviceRequests"], prefetch["procedures"]
+    for key in set(prefetch) - ORDER_PREFETCH_KEYS:  # orders and past medications
+        del prefetch[key]
     return prefetch
 
 

@@ -42,6 +42,37 @@ def synthetic_prefetches() -> dict[str, dict]:
             o(b.FERRITIN, 150, "ng/mL"),
             o(b.TSAT, 10, "%"),
         ),
+        # The iron safety paths (issue 14): each variant and the cause work-up.
+        "cause-man": b.prefetch(
+            b.rls(),
+            o(b.FERRITIN, 9, "ng/mL"),
+            o(b.TSAT, 8, "%"),
+            with_patient=b.patient(gender="male", birth_date="1959-03-01"),
+        ),
+        "child": b.prefetch(
+            b.rls(),
+            o(b.FERRITIN, 20, "ng/mL"),
+            o(b.WEIGHT, 28, "kg"),
+            with_patient=b.patient(gender="male", birth_date="2017-05-01"),
+        ),
+        "overload": b.prefetch(
+            b.rls(), o(b.FERRITIN, 30, "ng/mL"), b.condition(b.coding(b.ICD10CM, "E83.110"))
+        ),
+        "on-iron": b.prefetch(
+            b.rls(), o(b.FERRITIN, 30, "ng/mL"), b.medication_request(text="Ferrous sulfate")
+        ),
+        "inflammation": b.prefetch(b.rls(), o(b.FERRITIN, 620, "ng/mL"), o(b.TSAT, 12, "%")),
+        "esrd-egfr": b.prefetch(
+            b.rls(),
+            o(b.EGFR, 12, "mL/min/{1.73_m2}"),
+            o(b.FERRITIN, 150, "ng/mL"),
+            o(b.TSAT, 9, "%"),
+        ),
+        "pregnancy-detected": b.prefetch(
+            b.rls(),
+            b.observation("2106-3", None, None)
+            | {"valueCodeableConcept": {"coding": [b.coding(b.SNOMED, "260373001")]}},
+        ),
     }
 
 
@@ -87,7 +118,9 @@ def cards_of(responses):
 def test_every_card_variant_is_reached(responses):
     summaries = " ".join(card["summary"] for _, card in cards_of(responses))
     for phrase in ("no ferritin on record", "over 12 months ago", "oral or IV iron",
-                   "consider IV iron", "IV iron sucrose"):  # fmt: skip
+                   "consider IV iron", "IV iron sucrose", "oral iron by weight",
+                   "see haematology", "on iron already", "look for inflammation",
+                   "(kidney failure)", "RLS in pregnancy"):  # fmt: skip
         assert phrase in summaries
 
 

@@ -49,6 +49,11 @@ def at_most(lab: LabResult, limit: float) -> bool:
     return lab.value <= limit and lab.comparator not in (">", ">=")
 
 
+def at_least(lab: LabResult, limit: float) -> bool:
+    """The value is certainly >= limit (a '<' or '<=' result is not)."""
+    return lab.value >= limit and lab.comparator not in ("<", "<=")
+
+
 def below(lab: LabResult, limit: float) -> bool:
     """The value is certainly < limit ('<= limit' counts only with a '<' comparator)."""
     if lab.comparator in (">", ">="):
