@@ -28,7 +28,7 @@ from cds_service.fhir.gather import Gathered, gather
 from cds_service.fhir.guard import is_allowed
 from cds_service.hooks.prefetch import TemplateError, render, unsatisfied
 from cds_service.hooks.services import OPTIONAL_KEYS, ServiceDefinition
-from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest
+from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
 from cds_service.knowledge import Knowledge
 
 Clock = Callable[[], datetime]
@@ -163,8 +163,8 @@ class Evaluator:
             self._value_sets,
             picture.report,
         )
-        if hook == "order-select":
-            selected = set(context.selections)
+        if isinstance(context, OrderSelectContext):
+            selected, _ = context.selected()
             drafts = tuple(d for d in drafts if d.source in selected)
         return self._engine.order_view(picture, drafts, hook)
 
@@ -254,6 +254,14 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, A
             [{"loc": "hook", "msg": f"expected {service.hook!r}"}],
         )
     context = _validate(CONTEXT_MODELS[service.hook], request.context, ("context",))
+    if isinstance(context, OrderSelectContext) and (unmatched := context.selected()[1]):
+        raise RequestInvalid(
+            "context.selections names orders that are not in context.draftOrders",
+            [
+                {"loc": f"context.selections.{i}", "msg": "not an order in context.draftOrders"}
+                for i in unmatched
+            ],
+        )
     return request, context
 
 

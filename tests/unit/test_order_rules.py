@@ -19,6 +19,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from cds_service.clinical.engine import ORDER_TOPICS
 from cds_service.clinical.medications import read_drafts
+from cds_service.errors import RequestInvalid
 from cds_service.evaluation import Evaluator, FhirAccess
 from cds_service.fhir.client import FhirClient
 from cds_service.hooks.services import ORDER_SELECT, ORDER_SIGN, build_services
@@ -402,9 +403,13 @@ def test_an_unselected_culprit_of_each_topic_gets_no_card(topic):
     assert topic_of(only_card("order-sign", drafts)) == topic
 
 
-def test_selections_naming_no_draft_give_no_card():
+def test_selections_naming_no_draft_are_refused_not_answered_with_no_card():
+    """A selection that is none of the drafts was answered {"cards": []}, silently: the
+    integrator could not tell it from a safe order (issue 19). It is a 400 now."""
     drafts = culprit_draft("antipsychotic")
-    assert cards("order-select", drafts, selections=["MedicationRequest/elsewhere"]) == []
+    with pytest.raises(RequestInvalid) as refused:
+        cards("order-select", drafts, selections=["MedicationRequest/elsewhere"])
+    assert [d["loc"] for d in refused.value.details] == ["context.selections.0"]
 
 
 def test_order_select_cards_are_about_the_selected_culprits_only():
