@@ -420,7 +420,7 @@ CASES: dict[str, Case] = {
     "egfr-14.9-esrd-targets": Case(
         (o(b.EGFR, 14.9, "mL/min/{1.73_m2}"), ferritin(150), tsat(15)),
         "esrd-egfr",
-        ("iv-iron-sucrose",),
+        ("iv-iron-sucrose-kidney-failure",),
     ),
     "egfr-15-adult-targets": Case(
         (o(b.EGFR, 15, "mL/min/{1.73_m2}"), ferritin(150), tsat(15)), "oral-or-iv", BOTH
@@ -429,7 +429,9 @@ CASES: dict[str, Case] = {
         (o(b.EGFR, 14, "mL/min/{1.73_m2}"), ferritin(250), tsat(15)), None
     ),
     "egfr-computed-from-creatinine": Case(
-        (o(b.CREATININE, 5.0, "mg/dL"), ferritin(150), tsat(15)), "esrd-egfr", ("iv-iron-sucrose",)
+        (o(b.CREATININE, 5.0, "mg/dL"), ferritin(150), tsat(15)),
+        "esrd-egfr",
+        ("iv-iron-sucrose-kidney-failure",),
     ),
     # --- data that could not be read ------------------------------------------------
     "medications-unread-no-iron": Case(
@@ -445,5 +447,11 @@ CASES: dict[str, Case] = {
 }
 
 #: MedicationRequest suggestions by key (what the HTTP tests look for in a card).
-IRON_KEYS = ("oral-iron", "oral-iron-by-weight", "iv-ferric-carboxymaltose", "iv-iron-sucrose")
+IRON_KEYS = (
+    "oral-iron",
+    "oral-iron-by-weight",
+    "iv-ferric-carboxymaltose",
+    "iv-iron-sucrose",
+    "iv-iron-sucrose-kidney-failure",
+)
 RXNORM_SYSTEM = RXNORM

@@ -118,3 +118,13 @@ def test_every_card_text_number_comes_from_a_threshold_or_the_data():
     for variant in card.variants.values():
         for number in ("75", "100", "20 %", "200", "50 ng", "45", "300", "18", "65 mg"):
             assert number not in variant.detail, (number, variant.detail[:40])
+
+
+@pytest.mark.parametrize("name", ["egfr-14.9-esrd-targets", "egfr-computed-from-creatinine"])
+def test_kidney_failure_without_dialysis_is_not_told_to_give_iron_with_dialysis(name):
+    """eGFR < 15 with no dialysis on record: the iron sucrose draft must not say "with
+    dialysis" (it said so before: the label and the dosage were the dialysis patient's)."""
+    card = b.cards_by_topic({TOPIC: finding(CASES[name])})[TOPIC]
+    words = json.dumps(card["suggestions"]).lower()
+    assert "iron sucrose" in words
+    assert "with dialysis" not in words and "before a dialysis session" not in words
