@@ -131,6 +131,10 @@ class VariantDef(_Strict):
     """Overrides the card's indicator for this variant (e.g. warning on dialysis)."""
     override_reasons: tuple[CodingDef, ...] | None = None
     """Overrides the card's override reasons (prescribing reasons for a draft order)."""
+    source: LinkDef | None = None
+    """Overrides the card's source, where the evidence differs by variant (kidney stage)."""
+    links: tuple[LinkDef, ...] | None = None
+    """Overrides the card's links (with `source`)."""
 
 
 class CardDefinition(_Strict):

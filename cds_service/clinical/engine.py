@@ -69,6 +69,9 @@ ORDER_TOPICS = (
     "dopamine-agonist-augmentation",
 )
 OrderHook = Literal["order-select", "order-sign"]
+#: Variants whose draft card is critical at order-sign: a dose above the label's limit for the
+#: kidney function, or above its absolute maximum (knowledge.py checks each offers a cancel).
+CRITICAL_AT_SIGNING = frozenset({"above-limit", "above-maximum"})
 
 
 class Engine:
@@ -126,7 +129,7 @@ class Engine:
                 continue
             for finding in rule.check(ordering, self._params[topic]):
                 variant = "draft" if finding.variant == "default" else f"draft-{finding.variant}"
-                critical = hook == "order-sign" and finding.variant == "above-limit"
+                critical = hook == "order-sign" and finding.variant in CRITICAL_AT_SIGNING
                 findings.append(
                     replace(
                         finding, variant=variant, indicator="critical" if critical else "warning"

@@ -23,7 +23,8 @@ PREGNANCY = "pregnancy"
 MEDICATION_VALUE_SETS = (
     "sedating-antihistamine", "dopamine-antagonist-antiemetic", "antipsychotic",
     "serotonergic-antidepressant", "dopamine-agonist", "gabapentin", "pregabalin",
-    "gabapentin-enacarbil", "iron-oral", "iron-iv",
+    "gabapentin-enacarbil", "gabapentin-once-daily", "pregabalin-extended-release",
+    "iron-oral", "iron-iv",
 )  # fmt: skip
 ORDER_VALUE_SETS = (
     "order-iron-studies", "order-kidney-function", "order-venous-duplex",

@@ -560,7 +560,7 @@ class TestGabapentinAboveLimit:
         assert finding.variant == "above-limit"
         assert finding.values["drug"] == "Gabapentin"
         assert (finding.values["dose"], finding.values["limit"]) == ("1800", "1400")
-        assert finding.values["kidney"] == "eGFR 40 mL/min/1.73 m2"
+        assert finding.values["kidney"] == "at eGFR 40 mL/min/1.73 m2"
 
     @pytest.mark.parametrize(
         "dosage", [TID_STRUCTURED, TID_TEXT, TID_CODE, TID_CAPSULES],
@@ -695,7 +695,11 @@ class TestGabapentinBands:
             (15.1, 700, None),
             (15, 700, "300"),  # 15 is the "15 or less" row
             (15, 300, None),
-            (10, 400, "300"),
+            (14, 300, "280"),  # below 15: the limit shrinks in proportion to the clearance
+            (10, 400, "200"),
+            (10, 200, None),
+            (7.5, 200, "150"),  # the label's example: CrCl 7.5 takes half of CrCl 15
+            (7.5, 150, None),
         ],
     )
     def test_band_edges(self, dose, clearance, daily_mg, limit):
@@ -707,11 +711,14 @@ class TestGabapentinBands:
         [
             (40, "gabapentin", 700, 2),
             (20, "gabapentin", 700, 1),
-            (10, "gabapentin", 300, 1),
+            (15, "gabapentin", 300, 1),
+            (10, "gabapentin", 200, 1),
+            (7.5, "gabapentin 100 MG Oral Capsule", 100, 1),
             (40, "gabapentin 300 MG Oral Capsule", 600, 2),
             (20, "gabapentin 100 MG Oral Capsule", 700, 1),
             (20, "gabapentin 600 MG Oral Tablet", 600, 1),
-            (10, "gabapentin 300 MG Oral Capsule", 300, 1),
+            (15, "gabapentin 300 MG Oral Capsule", 300, 1),
+            (10, "gabapentin 100 MG Oral Capsule", 200, 1),
         ],
     )
     def test_suggested_dose_per_band(self, dose, clearance, product, suggested, per_day):
@@ -733,7 +740,14 @@ class TestGabapentinBands:
     def test_esrd_without_dialysis_uses_the_egfr(self, dose):
         """N18.6 alone is not the haemodialysis row: the eGFR decides."""
         found = dose(order(structured(600, 1)), b.esrd(), egfr(12))
-        assert [f.values["limit"] for f in found] == ["300"]
+        assert [f.values["limit"] for f in found] == ["240"]  # 300 x 12/15
+
+    def test_below_15_no_whole_capsule_fits_and_the_card_says_so(self, dose):
+        product = "gabapentin 300 MG Oral Capsule"
+        [finding] = dose(order(structured(300, 1), text=product, code=None), egfr(10))
+        assert finding.values["limit"] == "200"
+        assert finding.targets[0].update is None
+        assert "no whole tablet" in finding.notes[0]
 
 
 class TestPregabalin:
@@ -796,14 +810,14 @@ class TestGabapentinEnacarbil:
     def test_not_recommended_on_dialysis(self, dose, med):
         [finding] = dose(med, dialysis())
         assert finding.variant == "not-recommended"
-        assert finding.values["drug"] == "Gabapentin enacarbil"
+        assert finding.values["drug"] == "Horizant"
         (target,) = finding.targets  # to cancel (order hooks), never to adjust
         assert target.reference.startswith("MedicationRequest/") and target.update is None
 
     def test_not_recommended_card_is_a_warning_without_suggestion(self):
         card = render(b.findings(horizant(600), dialysis()))["gabapentinoid-renal-dose"]
         assert card["indicator"] == "warning"
-        assert "haemodialysis" in card["summary"]
+        assert card["summary"].startswith("Horizant is not recommended on dialysis (label)")
         assert "suggestions" not in card
 
     def test_not_recommended_on_dialysis_even_without_a_readable_dose(self, dose):
@@ -813,12 +827,12 @@ class TestGabapentinEnacarbil:
     def test_horizant_is_judged_as_enacarbil_not_gabapentin(self, dose):
         """1200 mg/day at eGFR 40: within gabapentin's 1400, above enacarbil's 600."""
         [finding] = dose(horizant(600, 2), egfr(40))
-        assert finding_values([finding]) == ("Gabapentin enacarbil", "1200", "600")
+        assert finding_values([finding]) == ("Horizant", "1200", "600")
 
     def test_gabapentin_enacarbil_text_is_judged_as_enacarbil(self, dose):
         med = order(structured(600, 2), text="gabapentin enacarbil 600 MG ER tablet", code=None)
         [finding] = dose(med, egfr(40))
-        assert finding.values["drug"] == "Gabapentin enacarbil"
+        assert finding.values["drug"] == "Horizant"
 
     @pytest.mark.parametrize(
         ("clearance", "daily_mg", "limit"),
@@ -923,14 +937,14 @@ class TestCockcroftGault:
     def test_weight_makes_the_clearance_cockcroft_gault(self, dose):
         """Female 58 y, 60 kg, creatinine 1.0: CrCl 58 (band 30-59)."""
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(60))
-        assert finding.values["kidney"] == "CrCl 58 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 58 mL/min (Cockcroft-Gault)"
         assert finding.values["limit"] == "1400"
 
     def test_crcl_40_by_cockcroft_gault(self, dose):
         """Female 58 y, 62 kg, creatinine 1.5 mg/dL: CrCl 40."""
         [finding] = dose(gabapentin_1800(), creatinine(1.5), weight(62))
         assert finding.variant == "above-limit"
-        assert finding.values["kidney"] == "CrCl 40 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 40 mL/min (Cockcroft-Gault)"
         assert (finding.values["dose"], finding.values["limit"]) == ("1800", "1400")
         dosage = finding.targets[0].update["dosageInstruction"][0]
         assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 600  # 2 x 300 mg
@@ -938,16 +952,16 @@ class TestCockcroftGault:
     def test_measured_body_weight_code_counts(self, dose):
         measured = b.observation("3141-9", 62, "kg")
         [finding] = dose(gabapentin_1800(), creatinine(1.5), measured)
-        assert finding.values["kidney"] == "CrCl 40 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 40 mL/min (Cockcroft-Gault)"
 
     def test_creatinine_in_umol_for_cockcroft_gault(self, dose):
         lab = creatinine(132.6, "umol/L", code=b.CREATININE_UMOL)
         [finding] = dose(gabapentin_1800(), lab, weight(62))
-        assert finding.values["kidney"] == "CrCl 40 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 40 mL/min (Cockcroft-Gault)"
 
     def test_weight_in_pounds(self, dose):
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(132.28, "[lb_av]"))
-        assert finding.values["kidney"] == "CrCl 58 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 58 mL/min (Cockcroft-Gault)"
 
     def test_sex_factor_085(self, dose):
         """Same data in a man: CrCl 68, top row, 1800 mg/day is fine."""
@@ -956,7 +970,7 @@ class TestCockcroftGault:
     def test_crcl_low_while_egfr_normal_fires(self, dose):
         """45 kg, creatinine 1.0: eGFR 65 but CrCl 44. The label means CrCl."""
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(45))
-        assert finding.values["kidney"] == "CrCl 44 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 44 mL/min (Cockcroft-Gault)"
         assert finding.values["limit"] == "1400"
 
     def test_crcl_normal_while_egfr_low_is_silent(self, dose):
@@ -968,11 +982,11 @@ class TestCockcroftGault:
 
     def test_old_weight_falls_back_to_egfr(self, dose):
         [finding] = dose(gabapentin_1800(), creatinine(1.5), weight(120, when=OLD))
-        assert finding.values["kidney"] == "eGFR 40 mL/min/1.73 m2"
+        assert finding.values["kidney"] == "at eGFR 40 mL/min/1.73 m2"
 
     def test_no_sex_falls_back_to_reported_egfr(self, dose):
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(120), egfr(40), gender=None)
-        assert finding.values["kidney"] == "eGFR 40 mL/min/1.73 m2"
+        assert finding.values["kidney"] == "at eGFR 40 mL/min/1.73 m2"
 
     def test_data_cite_creatinine_and_weight(self, dose):
         lab, kg = creatinine(1.0), weight(45)
