@@ -15,7 +15,8 @@ from cds_service.clinical.units import CANONICAL
 RLS = "rls"
 #: Value sets each kind of resource is matched against (knowledge.py checks they exist).
 CONDITION_VALUE_SETS = (
-    "rls", "esrd-dialysis", "dialysis", "ckd-stage-3-5", "pregnancy", "neuropathy",
+    "rls", "esrd-dialysis", "dialysis", "ckd-stage-3-5", "ckd-stage-4-5", "pregnancy",
+    "neuropathy",
     "radiculopathy-spine", "venous-insufficiency", "peripheral-arterial-disease",
     "dvt-history", "dvt-acute", "iron-overload", "poor-iron-absorption", "coeliac-disease",
 )  # fmt: skip

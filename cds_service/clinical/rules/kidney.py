@@ -13,8 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 from cds_service.clinical.dosing import DoseBand, DrugDosing, daily_dose_mg, product_strength_mg
-from cds_service.clinical.facts import LabResult, MedicationFact
-from cds_service.clinical.findings import DataPoint, Evidence, Finding, Target
+from cds_service.clinical.facts import ConditionFact, LabResult, MedicationFact
+from cds_service.clinical.findings import CardNote, DataPoint, Evidence, Finding, Target
 from cds_service.clinical.kidney import UNKNOWN_PHRASE, KidneyFunction, kidney_function
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
@@ -33,6 +33,7 @@ from cds_service.clinical.rules.pregnancy import is_pregnant
 CREATININE = "creatinine"
 EGFR = "egfr"
 CKD = "ckd-stage-3-5"
+CKD_4_5 = "ckd-stage-4-5"
 ESRD = "esrd-dialysis"
 DIALYSIS = "dialysis"
 ORDER_KIDNEY = "order-kidney-function"
@@ -44,24 +45,29 @@ FREQUENCY_WORDS = {
     2: "twice daily",
     3: "three times daily",
 }
-#: A reduced eGFR must persist this long to mean chronic kidney disease (KDIGO).
-CHRONIC = timedelta(days=90)
 
 
 def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
-    """`renal-function-due`: no creatinine or eGFR within the recency window, none ordered."""
+    """`renal-function-due` (docs/card-topics.md, "Alert fatigue"): no creatinine or eGFR
+    ever on record, or an active gabapentinoid with none in the recency window; none ordered,
+    and never with ESRD or dialysis on the problem list (their kidney function is known to be
+    failing and followed by the kidney team)."""
     window = t.window()
+    if picture.active_conditions(ESRD) or picture.active_conditions(DIALYSIS):
+        return []
     if picture.latest(CREATININE, window) or picture.latest(EGFR, window):
         return []
     if pending(picture, ORDER_KIDNEY, window):
         return []
-    notes: tuple[str, ...] = ()
     gabapentinoids = _gabapentinoids(picture)
+    older = [r for r in (*picture.on_record(CREATININE), *picture.on_record(EGFR)) if r.reported]
+    if older and not gabapentinoids:
+        return []  # a result on record, none needed for a dose: no yearly reminder
+    notes: tuple[str, ...] = ()
     if gabapentinoids:
         notes = (
             f"The patient takes {names(gabapentinoids)}, whose dose depends on kidney function.",
         )
-    older = [r for r in (*picture.on_record(CREATININE), *picture.on_record(EGFR)) if r.reported]
     if not older:
         return [Finding("renal-function-due", "never", {}, notes=notes)]
     last = max(older, key=lambda r: r.effective)
@@ -69,7 +75,10 @@ def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
         Finding(
             "renal-function-due",
             "outdated",
-            {"last_result": format_lab(last), "last_date": last.effective.date().isoformat()},
+            {
+                "last_result": format_lab(last),
+                "last_date": last.effective.date().isoformat(),
+            },
             data=(data_point(last),),
             notes=notes,
         )
@@ -77,35 +86,53 @@ def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
 
 
 def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
-    """`kidney-disease`: recent eGFR below 60, or CKD stage 3 to 5, ESRD or dialysis listed."""
+    """`kidney-disease` (docs/card-topics.md, "Alert fatigue"): always at eGFR below
+    `egfr_always_below`, CKD 4 to 5, ESRD or dialysis; at eGFR below `egfr_below` or CKD
+    stage 3 on the list only beside an active gabapentinoid, as a renal-dosing card."""
     egfr = picture.latest(EGFR, t.window())
     dialysis = picture.active_conditions(DIALYSIS)
     listed = [c for c in picture.conditions if c.active and ({CKD, ESRD, DIALYSIS} & c.value_sets)]
+    advanced = [c for c in listed if {CKD_4_5, ESRD, DIALYSIS} & c.value_sets]
     low = egfr is not None and below(egfr, t["egfr_below"])
+    severe = egfr is not None and below(egfr, t["egfr_always_below"])
     if not (low or listed):
         return []
+    gabapentinoids = _gabapentinoids(picture)
+    if not (severe or advanced or gabapentinoids):
+        return []
     data: list[DataPoint] = [condition_point(c) for c in listed]
-    notes: list[str] = []
+    card_notes: list[CardNote] = []
     values = {"conditions": names(listed), "egfr": "not measured", "stage": ""}
     if egfr is not None:
         data += lab_points(egfr)
         values |= {"egfr": format_lab(egfr), "stage": kdigo_stage(egfr.value)}
         if low and not _persistent(picture, t):
-            notes.append(
-                "Only one reduced eGFR: chronic kidney disease needs eGFR below "
-                f"{t['egfr_below']:g} for more than 3 months; consider repeating it."
-            )
+            card_notes.append(CardNote("egfr-once"))
     if dialysis:
         variant = "dialysis"
     elif failing_egfr(picture, t) is not None:
         variant = "kidney-failure"
     elif any(ESRD in c.value_sets for c in listed):
         variant = "esrd-listed"
-    elif low:
-        variant = "egfr-low"
+    elif severe or advanced:
+        variant = "severe"
     else:
-        variant = "listed"
-    return [Finding("kidney-disease", variant, values, tuple(data), notes=tuple(notes))]
+        variant = "renal-dosing"
+        data += [medication_point(m) for m in gabapentinoids]
+    values |= {
+        "kidney": _kidney_words(egfr if low else None, advanced or listed),
+        "medications": names(gabapentinoids),
+    }
+    return [
+        Finding("kidney-disease", variant, values, tuple(data), card_notes=tuple(card_notes))
+    ]
+
+
+def _kidney_words(egfr: LabResult | None, listed: list[ConditionFact]) -> str:
+    """ "eGFR 22 mL/min/1.73 m2 (KDIGO G4)", or the problem-list entry when no low eGFR."""
+    if egfr is not None:
+        return f"eGFR {format_lab(egfr)} (KDIGO {kdigo_stage(egfr.value)})"
+    return f"{names(listed)} on the problem list"
 
 
 def failing_egfr(picture: PatientPicture, t: Mapping[str, float]) -> LabResult | None:
@@ -133,7 +160,7 @@ def _persistent(picture: PatientPicture, t: Params) -> bool:
     if not reduced:
         return False
     newest = max(r.effective for r in reduced)
-    return any(newest - r.effective >= CHRONIC for r in reduced)
+    return any(newest - r.effective >= t.window("chronic_days") for r in reduced)
 
 
 def _gabapentinoids(picture: PatientPicture) -> list[MedicationFact]:
