@@ -19,6 +19,7 @@ CONDITION_VALUE_SETS = (
     "neuropathy",
     "radiculopathy-spine", "venous-insufficiency", "peripheral-arterial-disease",
     "dvt-history", "dvt-acute", "iron-overload", "poor-iron-absorption", "coeliac-disease",
+    "parkinson-disease",
 )  # fmt: skip
 PREGNANCY = "pregnancy"
 MEDICATION_VALUE_SETS = (

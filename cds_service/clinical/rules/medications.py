@@ -7,11 +7,14 @@ cannot be cancelled from here, and the card says so.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cds_service.clinical.findings import Finding, Target
 from cds_service.clinical.picture import PatientPicture
-from cds_service.clinical.rules.common import Params, medication_point, names
+from cds_service.clinical.rules.common import Params, condition_point, medication_point, names
 from cds_service.clinical.rules.pregnancy import is_pregnant
 
+PARKINSON = "parkinson-disease"
 REPORTED_ONLY = (
     "{names} is recorded as taken by the patient, not as an order here: "
     "stopping it means telling the patient and updating the medication list."
@@ -58,6 +61,25 @@ def dopamine_antagonist_antiemetic(picture: PatientPicture, t: Params) -> list[F
 
 
 def dopamine_agonist_augmentation(picture: PatientPicture, t: Params) -> list[Finding]:
-    """In pregnancy the card does not point to an alpha-2-delta ligand (none is advised)."""
-    variant = "pregnancy" if is_pregnant(picture, t) else "default"
-    return _class_card(picture, "dopamine-agonist-augmentation", "dopamine-agonist", variant)
+    """With Parkinson disease on the problem list the drug treats it: the card says not to
+    stop, taper or switch it for RLS (withdrawal risks parkinsonism-hyperpyrexia) and never
+    points to an alpha-2-delta ligand. In pregnancy it does not point to one either."""
+    if picture.active_conditions(PARKINSON):
+        variant = "parkinson"
+    elif is_pregnant(picture, t):
+        variant = "pregnancy"
+    else:
+        variant = "default"
+    found = _class_card(picture, "dopamine-agonist-augmentation", "dopamine-agonist", variant)
+    if variant == "parkinson":
+        conditions = names(picture.active_conditions(PARKINSON))
+        return [
+            replace(
+                f,
+                values={**f.values, "conditions": conditions},
+                data=(*f.data, *(condition_point(c) for c in picture.active_conditions(PARKINSON))),
+                targets=(),  # nothing to cancel or stop: the drug stays
+            )
+            for f in found
+        ]
+    return found
