@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cds_service.clinical.dosing import DrugDosing
 from cds_service.clinical.facts import REQUIRED_VALUE_SETS
+from cds_service.clinical.indications import IndicationDef
 from cds_service.clinical.iron_gate import IronCatalogue, IronProduct
 from cds_service.clinical.terminology import ValueSet, ValueSetError, load_value_sets
 
@@ -155,6 +156,8 @@ class CardDefinition(_Strict):
     """Renal dose tables by drug, for the gabapentinoid card."""
     notes: Mapping[str, NoteDef] = Field(default_factory=dict)
     """Sentences the rules and the iron gate add to cards (any card may show them)."""
+    indications: Mapping[str, IndicationDef] = Field(default_factory=dict)
+    """What a drug of this card may be given for (the sedating-antihistamine card)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -289,6 +292,11 @@ class Knowledge:
         return {key: drug for card in self.cards.values() for key, drug in card.dosing.items()}
 
     @property
+    def indications(self) -> dict[str, IndicationDef]:
+        """The indications of every card, by key."""
+        return {k: i for card in self.cards.values() for k, i in card.indications.items()}
+
+    @property
     def notes(self) -> dict[str, tuple[NoteDef, CardDefinition]]:
         """Every card note by key, with the card that defines it (its thresholds fill it)."""
         return {
@@ -331,6 +339,9 @@ class Knowledge:
         wanted = {*REQUIRED_VALUE_SETS} | {
             drug.value_set for card in cards.values() for drug in card.dosing.values()
         }
+        for card in cards.values():
+            for indication in card.indications.values():
+                wanted |= {indication.value_set, *([indication.drugs] if indication.drugs else [])}
         unknown = sorted(wanted - set(value_sets))
         if unknown:
             raise KnowledgeError(f"{directory}: the rules use unknown value sets {unknown}")

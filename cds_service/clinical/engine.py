@@ -15,6 +15,7 @@ from typing import Literal
 from cds_service.clinical.dosing import DrugDosing
 from cds_service.clinical.facts import MedicationFact
 from cds_service.clinical.findings import CardNote, Finding
+from cds_service.clinical.indications import IndicationDef
 from cds_service.clinical.iron_gate import IronCatalogue, IronFacts, gate
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules import conditions, iron, kidney, medications, pregnancy
@@ -82,6 +83,7 @@ class Engine:
         thresholds: Mapping[str, Mapping[str, float]],
         dosing: Mapping[str, DrugDosing],
         iron: IronCatalogue,
+        indications: Mapping[str, IndicationDef] | None = None,
     ):
         self._rules = patient_view_rules(dosing)
         self._iron = iron
@@ -92,7 +94,8 @@ class Engine:
                 f"rules without cards: {sorted(missing)}; cards without rules: {sorted(unruled)}"
             )
         self._params = {
-            topic: Params(thresholds[topic], thresholds, dosing) for topic in self._rules
+            topic: Params(thresholds[topic], thresholds, dosing, indications)
+            for topic in self._rules
         }
 
     def patient_view(self, picture: PatientPicture) -> list[Finding]:

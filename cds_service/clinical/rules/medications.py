@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cds_service.clinical.findings import Finding, Target
+from cds_service.clinical.findings import CardNote, Finding, Target
+from cds_service.clinical.indications import indication_on_record
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import Params, condition_point, medication_point, names
 from cds_service.clinical.rules.pregnancy import is_pregnant
@@ -41,7 +42,29 @@ def _class_card(picture: PatientPicture, topic: str, value_set: str, variant: st
 
 
 def sedating_antihistamine(picture: PatientPicture, t: Params) -> list[Finding]:
-    return _class_card(picture, "sedating-antihistamine", "sedating-antihistamine", "default")
+    """By indication (docs/card-topics.md, "Sedating antihistamines"): a non-sedating
+    antihistamine replaces the drug only when an allergic indication is on record (the
+    order's reason, else the problem list); otherwise the card offers stopping or reviewing
+    it with nothing pre-selected. An indication on record (hydroxyzine for anxiety,
+    meclizine for vertigo, doxylamine-pyridoxine in pregnancy) is named."""
+    found = _class_card(picture, "sedating-antihistamine", "sedating-antihistamine", "default")
+    if not found:
+        return []
+    pregnant = is_pregnant(picture, t)
+    culprits = list({m.source: m for m in picture.medications_in("sedating-antihistamine")}.values())
+    allergic = False
+    notes: list[CardNote] = []
+    for medication in culprits:
+        for indication in t.indications.values():
+            if not indication_on_record(indication, medication, picture, pregnant):
+                continue
+            allergic = allergic or indication.allergic
+            values = {"medication": medication.name, "indication": indication.name}
+            notes.append(CardNote("antihistamine-indication", values | {"advice": indication.advice}))
+    return [
+        replace(f, variant="allergy" if allergic else f.variant, card_notes=tuple(notes))
+        for f in found
+    ]
 
 
 def serotonergic_antidepressant(picture: PatientPicture, t: Params) -> list[Finding]:
