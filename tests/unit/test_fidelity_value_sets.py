@@ -63,7 +63,11 @@ class TestUnicode:
         assert "serotonergic-antidepressant" in topics(b.medication_request(text=name))
 
     @pytest.mark.parametrize(
-        "text", ["Peripheral arte\u200brial disease", "ＰＥＲＩＰＨＥＲＡＬ ＡＲＴＥＲＩＡＬ ＤＩＳＥＡＳＥ"]
+        "text",
+        [
+            "Peripheral arte\u200brial disease",
+            "ＰＥＲＩＰＨＥＲＡＬ ＡＲＴＥＲＩＡＬ ＤＩＳＥＡＳＥ",
+        ],
     )
     def test_a_disguised_condition_name_is_still_the_condition(self, text):
         assert "peripheral-arterial-disease" in topics(b.condition(text=text))

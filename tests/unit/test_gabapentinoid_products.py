@@ -8,7 +8,20 @@ import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from tests import builders as b
-from tests.unit.test_rules_kidney import dialysis, dose, egfr, order, structured  # noqa: F401
+from tests.unit.test_rules_kidney import (
+    dialysis,
+    dose_via_engine,
+    dose_via_rule,
+    egfr,
+    order,
+    structured,
+)
+
+
+@pytest.fixture(params=[dose_via_engine, dose_via_rule], ids=["engine", "rule"])
+def dose(request):
+    return request.param
+
 
 GRALISE = "Gralise 600 MG Oral Tablet"
 GRALISE_RXNORM = ("Once-Daily gabapentin 600 MG Oral Tablet", "1806382")

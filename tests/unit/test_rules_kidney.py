@@ -4,6 +4,7 @@ every threshold, through the Engine (b.findings) and the rule functions directly
 from __future__ import annotations
 
 import json
+
 import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 

@@ -123,9 +123,7 @@ def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
         "kidney": _kidney_words(egfr if low else None, advanced or listed),
         "medications": names(gabapentinoids),
     }
-    return [
-        Finding("kidney-disease", variant, values, tuple(data), card_notes=tuple(card_notes))
-    ]
+    return [Finding("kidney-disease", variant, values, tuple(data), card_notes=tuple(card_notes))]
 
 
 def _kidney_words(egfr: LabResult | None, listed: list[ConditionFact]) -> str:
@@ -259,8 +257,7 @@ class GabapentinoidDose:
         for c in above:
             data.append(medication_point(c.medication, f"{c.dose:g} mg/day"))
             lines.append(
-                f"{c.medication.name}: {c.dose:g} mg/day, label limit {c.limit:g} mg/day "
-                f"{phrase}"
+                f"{c.medication.name}: {c.dose:g} mg/day, label limit {c.limit:g} mg/day {phrase}"
             )
         for c in maximum:
             data.append(medication_point(c.medication, f"{c.dose:g} mg/day"))

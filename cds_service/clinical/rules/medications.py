@@ -51,7 +51,9 @@ def sedating_antihistamine(picture: PatientPicture, t: Params) -> list[Finding]:
     if not found:
         return []
     pregnant = is_pregnant(picture, t)
-    culprits = list({m.source: m for m in picture.medications_in("sedating-antihistamine")}.values())
+    culprits = list(
+        {m.source: m for m in picture.medications_in("sedating-antihistamine")}.values()
+    )
     allergic = False
     notes: list[CardNote] = []
     for medication in culprits:
@@ -60,7 +62,9 @@ def sedating_antihistamine(picture: PatientPicture, t: Params) -> list[Finding]:
                 continue
             allergic = allergic or indication.allergic
             values = {"medication": medication.name, "indication": indication.name}
-            notes.append(CardNote("antihistamine-indication", values | {"advice": indication.advice}))
+            notes.append(
+                CardNote("antihistamine-indication", values | {"advice": indication.advice})
+            )
     return [
         replace(f, variant="allergy" if allergic else f.variant, card_notes=tuple(notes))
         for f in found
