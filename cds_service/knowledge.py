@@ -110,13 +110,6 @@ class SuggestionDef(_Strict):
     actions: tuple[ActionDef, ...] = Field(min_length=1)
     iron: IronProductDef | None = None
 
-    def templates(self) -> list[str]:
-        """The texts of this suggestion that may name variables and thresholds."""
-        texts = [self.label]
-        for action in self.actions:
-            if action.type == "create":
-                texts += [action.description, action.dosage_text or ""]
-        return texts
 
 
 class NoteDef(_Strict):
