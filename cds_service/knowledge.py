@@ -111,7 +111,6 @@ class SuggestionDef(_Strict):
     iron: IronProductDef | None = None
 
 
-
 class NoteDef(_Strict):
     """A sentence a rule or the iron gate may add to a card (``[notes.<key>]``)."""
 
