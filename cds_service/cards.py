@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from cds_service.clinical.findings import CardNote, Finding
+from cds_service.clinical.findings import CardNote, Evidence, Finding
 from cds_service.knowledge import (
     SUMMARY_LIMIT,
     TOPIC_SYSTEM,
@@ -23,7 +23,9 @@ from cds_service.knowledge import (
     CardDefinition,
     Knowledge,
     KnowledgeError,
+    LinkDef,
     NoteDef,
+    VariantDef,
     fill,
     template_fields,
 )
@@ -115,19 +117,17 @@ class CardRenderer:
                 continue
             if suggestion is not None:
                 suggestions.append(suggestion)
+        source, links = _evidence(definition, variant, finding)
         card: dict[str, Any] = {
             "uuid": self._new_id(),
             "summary": summary,
             "indicator": finding.indicator or variant.indicator or definition.indicator,
             "detail": _detail(
-                fill(variant.detail, _escaped(values), definition.thresholds),
-                notes,
-                finding,
-                definition,
+                fill(variant.detail, _escaped(values), definition.thresholds), notes, finding
             ),
             "source": {
-                "label": definition.source.label,
-                "url": definition.source.url,
+                "label": source.label,
+                "url": source.url,
                 "topic": {
                     "system": TOPIC_SYSTEM,
                     "code": definition.topic,
@@ -145,10 +145,9 @@ class CardRenderer:
         )
         if reasons:
             card["overrideReasons"] = [r.model_dump() for r in reasons]
-        if definition.links:
+        if links:
             card["links"] = [
-                {"label": link.label, "url": link.url, "type": "absolute"}
-                for link in definition.links
+                {"label": link.label, "url": link.url, "type": "absolute"} for link in links
             ]
         return card
 
@@ -238,8 +237,22 @@ def _escaped(values: Mapping[str, str]) -> dict[str, str]:
     return {k: escape_markdown(v) for k, v in values.items()}
 
 
-def _detail(text: str, notes: list[str], finding: Finding, definition: CardDefinition) -> str:
-    """The detail paragraphs, the notes (already markdown-safe), the data and the evidence."""
+def _evidence(
+    definition: CardDefinition, variant: VariantDef, finding: Finding
+) -> tuple[Evidence | LinkDef, tuple[Evidence | LinkDef, ...]]:
+    """The card's source and links: the finding's (the label of the drug a dose card is
+    about), else the variant's (the kidney card's source matches the stage), else the card's.
+    Each is cited once: in ``source`` and ``links``, never again in the detail."""
+    if finding.evidence:
+        first, *rest = finding.evidence
+        return first, tuple(rest)
+    source = variant.source or definition.source
+    links = variant.links if variant.links is not None else definition.links
+    return source, tuple(link for link in links if link.url != source.url)
+
+
+def _detail(text: str, notes: list[str], finding: Finding) -> str:
+    """The detail paragraphs, the notes (already markdown-safe) and the data used."""
     parts = [" ".join(paragraph.split()) for paragraph in text.strip().split("\n\n")]
     parts += [f"**Note:** {' '.join(note.split())}" for note in notes]
     if finding.data:
@@ -250,6 +263,4 @@ def _detail(text: str, notes: list[str], finding: Finding, definition: CardDefin
                 f"- {escape_markdown(point.label)}: {escape_markdown(point.value)} ({when})"
             )
         parts.append("\n".join(lines))
-    evidence = [definition.source, *definition.links]
-    parts.append("**Evidence:** " + "; ".join(f"[{e.label}]({e.url})" for e in evidence))
     return "\n\n".join(parts)

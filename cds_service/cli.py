@@ -10,6 +10,7 @@ do not change silently:
     rls-cds dev-token --key KEYFILE --iss ISS --aud URL [--kid KID] [--ttl 300]
     rls-cds db upgrade
     rls-cds feedback-report [--since DATE] [--format table|json|csv]
+    rls-cds kb check [DIR]
 
 It runs the bundle through the same HTTP code path as the service (an in-process request)
 and prints the CDS Hooks response JSON; exit 0 on success, 2 with one line on stderr for
@@ -146,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(required=True, metavar="ACTION")
     upgrade = db_commands.add_parser("upgrade", help="apply the database migrations")
     upgrade.set_defaults(run=_db_upgrade)
+
+    _add_kb(commands)
 
     report = commands.add_parser(
         "feedback-report", help="per topic: cards issued, accepted, overridden, and why"
@@ -404,3 +407,30 @@ def _read_json(path: Path) -> Any:
         raise InputError(f"{path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise InputError(f"{path}: not valid JSON") from None
+
+
+def _add_kb(commands: Any) -> None:
+    """``rls-cds kb check [DIR]``: the card directory's problems, every one, file and field."""
+    kb = commands.add_parser("kb", help="the knowledge base (cards/)")
+    kb_commands = kb.add_subparsers(required=True, metavar="ACTION")
+    check = kb_commands.add_parser(
+        "check",
+        help="check a card directory: every problem with its file and field; exit 1 on any",
+    )
+    check.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        help="the card directory (default: the cards the service ships)",
+    )
+    check.set_defaults(run=_kb_check)
+
+
+def _kb_check(args: argparse.Namespace) -> int:
+    from cds_service.knowledge_check import check_directory, report
+    from cds_service.resources import shipped_dir
+
+    directory = args.directory or shipped_dir("cards")
+    problems = check_directory(directory)
+    print(report(directory, problems), file=sys.stderr if problems else sys.stdout)
+    return 1 if problems else 0

@@ -86,7 +86,12 @@ class Evaluator:
         self._clock = clock
         self._fhir = fhir
         self._value_sets = knowledge.value_sets
-        self._engine = Engine(knowledge.thresholds, knowledge.dosing, knowledge.iron_catalogue)
+        self._engine = Engine(
+            knowledge.thresholds,
+            knowledge.dosing,
+            knowledge.iron_catalogue,
+            knowledge.indications,
+        )
         self._renderer = CardRenderer(knowledge)
 
     def now(self) -> datetime:

@@ -11,6 +11,8 @@ the number the rule uses.
 
 from __future__ import annotations
 
+import json
+import re
 import string
 import tomllib
 from collections.abc import Mapping
@@ -21,13 +23,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cds_service.clinical.dosing import DrugDosing
+from cds_service.clinical.engine import CRITICAL_AT_SIGNING
 from cds_service.clinical.facts import REQUIRED_VALUE_SETS
+from cds_service.clinical.indications import IndicationDef
 from cds_service.clinical.iron_gate import IronCatalogue, IronProduct
-from cds_service.clinical.terminology import ValueSet, ValueSetError, load_value_sets
+from cds_service.clinical.terminology import ValueSet
 
 TOPIC_SYSTEM = "urn:rls-cds:card-topic"
 OVERRIDE_REASON_SYSTEM = "urn:rls-cds:override-reason"
 SUMMARY_LIMIT = 140  # the spec: summary SHALL be shorter than 140 characters
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+#: A word with a digit in it ("24", "0.90", "G3a"): a number typed into card text.
+_NUMBER = re.compile(r"[^\s(),;:]*\d[^\s(),;:]*")
 
 
 class KnowledgeError(ValueError):
@@ -103,14 +110,6 @@ class SuggestionDef(_Strict):
     actions: tuple[ActionDef, ...] = Field(min_length=1)
     iron: IronProductDef | None = None
 
-    def templates(self) -> list[str]:
-        """The texts of this suggestion that may name variables and thresholds."""
-        texts = [self.label]
-        for action in self.actions:
-            if action.type == "create":
-                texts += [action.description, action.dosage_text or ""]
-        return texts
-
 
 class NoteDef(_Strict):
     """A sentence a rule or the iron gate may add to a card (``[notes.<key>]``)."""
@@ -131,6 +130,10 @@ class VariantDef(_Strict):
     """Overrides the card's indicator for this variant (e.g. warning on dialysis)."""
     override_reasons: tuple[CodingDef, ...] | None = None
     """Overrides the card's override reasons (prescribing reasons for a draft order)."""
+    source: LinkDef | None = None
+    """Overrides the card's source, where the evidence differs by variant (kidney stage)."""
+    links: tuple[LinkDef, ...] | None = None
+    """Overrides the card's links (with `source`)."""
 
 
 class CardDefinition(_Strict):
@@ -151,6 +154,11 @@ class CardDefinition(_Strict):
     """Renal dose tables by drug, for the gabapentinoid card."""
     notes: Mapping[str, NoteDef] = Field(default_factory=dict)
     """Sentences the rules and the iron gate add to cards (any card may show them)."""
+    indications: Mapping[str, IndicationDef] = Field(default_factory=dict)
+    """What a drug of this card may be given for (the sedating-antihistamine card)."""
+    prose_literals: tuple[str, ...] = ()
+    """Phrases with digits the card's text may contain as written (a drug strength in a
+    suggestion label, "HbA1c"); every other number must be a threshold or a variable."""
 
     @model_validator(mode="before")
     @classmethod
@@ -172,35 +180,103 @@ class CardDefinition(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> CardDefinition:
+        problems = self.problems()
+        if problems:
+            raise ValueError("\n".join(f"{where}: {what}" for where, what in problems))
+        return self
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Every inconsistency of the card, as (field, problem): all of them, so that a
+        clinical owner fixes a file in one pass (``rls-cds kb check``)."""
+        found: list[tuple[str, str]] = []
         both = set(self.variables) & set(self.thresholds)
         if both:
-            raise ValueError(f"names both a variable and a threshold: {sorted(both)}")
+            found.append(("variables", f"names both a variable and a threshold: {sorted(both)}"))
         known = set(self.variables) | set(self.thresholds)
-        texts: list[tuple[str, str]] = []
         for name, variant in self.variants.items():
             for key in variant.suggestions:
                 if key not in self.suggestions:
-                    raise ValueError(f"variant {name}: unknown suggestion {key!r}")
-            texts += [(f"variant {name} summary", variant.summary)]
-            texts += [(f"variant {name} detail", variant.detail)]
-        for key, suggestion in self.suggestions.items():
-            texts += [(f"suggestion {key}", text) for text in suggestion.templates()]
+                    found.append((f"variants.{name}.suggestions", f"unknown suggestion {key!r}"))
         for key, note in self.notes.items():
-            texts.append((f"note {key}", note.text))
             if note.instead is not None and note.instead not in self.suggestions:
-                raise ValueError(f"note {key}: unknown suggestion {note.instead!r}")
-        for where, text in texts:
-            undeclared = template_fields(text) - known
+                found.append((f"notes.{key}.instead", f"unknown suggestion {note.instead!r}"))
+        for where, text in self.texts():
+            # a delete or update acts on the rule's orders and names each: {medication}
+            names_order = where.endswith(".description") and "{medication}" in text
+            undeclared = template_fields(text) - known - ({"medication"} if names_order else set())
             if undeclared:
-                raise ValueError(f"{where}: undeclared {sorted(undeclared)}")
-            fill(text, {}, self.thresholds, lenient=True)  # a bad format spec fails here
+                found.append((where, f"undeclared {sorted(undeclared)}"))
+                continue
+            try:
+                fill(text, {"medication": ""}, self.thresholds, lenient=True)
+            except (ValueError, KeyError, IndexError) as exc:
+                found.append((where, f"bad placeholder format: {exc}"))
+                continue
+            if not where.endswith(".dosage_text"):  # a dose instruction in a resource
+                found += [(where, problem) for problem in self._typed_numbers(text)]
         for name, variant in self.variants.items():
-            longest = longest_summary(variant.summary, self.variables, self.thresholds)
+            try:
+                longest = longest_summary(variant.summary, self.variables, self.thresholds)
+            except (ValueError, KeyError, IndexError):
+                continue  # reported above
             if len(longest) >= SUMMARY_LIMIT:
-                raise ValueError(
-                    f"variant {name}: summary can reach {len(longest)} characters (limit 139)"
+                found.append(
+                    (
+                        f"variants.{name}.summary",
+                        f"summary can reach {len(longest)} characters (limit 139)",
+                    )
                 )
-        return self
+        for name in CRITICAL_AT_SIGNING:
+            critical = self.variants.get(f"draft-{name}")
+            if critical is not None and not any(
+                action.type == "delete"
+                for key in critical.suggestions
+                if key in self.suggestions
+                for action in self.suggestions[key].actions
+            ):
+                found.append(
+                    (
+                        f"variants.draft-{name}.suggestions",
+                        "a card that can be critical must offer cancelling the order",
+                    )
+                )
+        return found
+
+    def texts(self) -> list[tuple[str, str]]:
+        """Every text of the card a clinician reads, with the field it is in."""
+        texts: list[tuple[str, str]] = []
+        for name, variant in self.variants.items():
+            texts += [(f"variants.{name}.summary", variant.summary)]
+            texts += [(f"variants.{name}.detail", variant.detail)]
+        for key, suggestion in self.suggestions.items():
+            texts.append((f"suggestions.{key}.label", suggestion.label))
+            for index, action in enumerate(suggestion.actions):
+                texts.append(
+                    (f"suggestions.{key}.actions[{index}].description", action.description)
+                )
+                if action.dosage_text:
+                    texts.append(
+                        (f"suggestions.{key}.actions[{index}].dosage_text", action.dosage_text)
+                    )
+        for key, note in self.notes.items():
+            texts.append((f"notes.{key}.text", note.text))
+        for key, indication in self.indications.items():
+            texts.append((f"indications.{key}.advice", indication.advice))
+        for key, drug in self.dosing.items():
+            texts.append((f"dosing.{key}.instead", drug.instead))
+        return texts
+
+    def _typed_numbers(self, text: str) -> list[str]:
+        """Numbers typed into the text: every number a clinician reads must come from a
+        threshold or the patient's data (a placeholder), or be one of the card's
+        ``prose_literals`` (a drug strength in a suggestion, a name such as HbA1c)."""
+        bare = _PLACEHOLDER.sub(" ", text)
+        for literal in self.prose_literals:
+            bare = bare.replace(literal, " ")
+        return [
+            f"typed number {word!r}: use a threshold placeholder, or list it in prose_literals"
+            for word in _NUMBER.findall(bare)
+        ]
 
     def iron_products(self) -> dict[str, IronProduct]:
         """The suggestions of this card that give iron."""
@@ -285,6 +361,11 @@ class Knowledge:
         return {key: drug for card in self.cards.values() for key, drug in card.dosing.items()}
 
     @property
+    def indications(self) -> dict[str, IndicationDef]:
+        """The indications of every card, by key."""
+        return {k: i for card in self.cards.values() for k, i in card.indications.items()}
+
+    @property
     def notes(self) -> dict[str, tuple[NoteDef, CardDefinition]]:
         """Every card note by key, with the card that defines it (its thresholds fill it)."""
         return {
@@ -306,48 +387,122 @@ class Knowledge:
 
     @classmethod
     def load(cls, directory: Path) -> Knowledge:
-        """Load and check ``directory/*.toml`` and ``directory/valuesets/*.json``."""
+        """Load and check ``directory/*.toml`` and ``directory/valuesets/*.json``; every
+        problem found is in the error, one a line, with its file and field."""
+        knowledge, problems, _ = cls.read(directory)
+        if problems or knowledge is None:
+            raise KnowledgeError("\n".join(str(p) for p in problems) or f"{directory}: unusable")
+        return knowledge
+
+    @classmethod
+    def read(
+        cls, directory: Path
+    ) -> tuple[Knowledge | None, list[Problem], dict[str, CardDefinition]]:
+        """The knowledge base, every problem in it, and the card files that read on their own
+        (the knowledge is None when there is any problem). ``rls-cds kb check`` reports all
+        of them at once."""
         if not directory.is_dir():
-            raise KnowledgeError(f"knowledge base {directory} is not a directory")
-        try:
-            value_sets = load_value_sets(directory / "valuesets")
-        except ValueSetError as exc:
-            raise KnowledgeError(f"valuesets/{exc}") from exc
+            return None, [Problem(str(directory), "-", "the knowledge base is not a directory")], {}
+        problems: list[Problem] = []
+        value_sets: dict[str, ValueSet] = {}
+        for path in sorted((directory / "valuesets").glob("*.json")):
+            where = f"valuesets/{path.name}"
+            try:
+                value_set = ValueSet.from_resource(json.loads(path.read_text("utf-8")))
+            except (OSError, ValueError) as exc:
+                problems.append(Problem(where, "-", str(exc)))
+                continue
+            if value_set.id in value_sets:
+                problems.append(Problem(where, "id", f"duplicate ValueSet id {value_set.id!r}"))
+            value_sets[value_set.id] = value_set
         cards: dict[str, CardDefinition] = {}
         for path in sorted(directory.glob("*.toml")):
             try:
                 card = CardDefinition.model_validate(tomllib.loads(path.read_text("utf-8")))
-            except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
-                raise KnowledgeError(f"{path.name}: {exc}") from exc
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                problems.append(Problem(path.name, "-", str(exc)))
+                continue
+            except ValidationError as exc:
+                problems += _validation_problems(path.name, exc)
+                continue
             if path.stem != card.topic:
-                raise KnowledgeError(f"{path.name}: file name must be the topic {card.topic!r}")
+                problems.append(
+                    Problem(path.name, "topic", f"file name must be the topic {card.topic!r}")
+                )
             cards[card.topic] = card
         if not cards or not value_sets:
-            raise KnowledgeError(f"{directory}: no card definitions or no value sets")
-        wanted = {*REQUIRED_VALUE_SETS} | {
-            drug.value_set for card in cards.values() for drug in card.dosing.values()
-        }
-        unknown = sorted(wanted - set(value_sets))
-        if unknown:
-            raise KnowledgeError(f"{directory}: the rules use unknown value sets {unknown}")
-        _check_notes(cards)
+            problems.append(Problem(str(directory), "-", "no card definitions or no value sets"))
+        wanted = {value_set: "the rules" for value_set in REQUIRED_VALUE_SETS}
+        for topic, card in cards.items():
+            for key, drug in card.dosing.items():
+                wanted.setdefault(drug.value_set, f"{topic}.toml dosing.{key}")
+            for key, indication in card.indications.items():
+                for used in (indication.value_set, indication.drugs):
+                    if used:
+                        wanted.setdefault(used, f"{topic}.toml indications.{key}")
+        for used, user in sorted(wanted.items()):
+            if used not in value_sets and value_sets:
+                problems.append(Problem(f"valuesets/{used}.json", "-", f"missing: {user} use it"))
+        problems += _note_problems(cards)
+        if problems:
+            return None, problems, cards
         ordered = dict(sorted(cards.items(), key=lambda item: item[1].order))
-        return cls(cards=ordered, value_sets=value_sets, directory=directory)
+        return cls(cards=ordered, value_sets=value_sets, directory=directory), [], cards
 
 
-def _check_notes(cards: Mapping[str, CardDefinition]) -> None:
+@dataclass(frozen=True)
+class Problem:
+    """One problem of a knowledge base: the file, the field in it, and what is wrong."""
+
+    file: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.field}: {self.message}"
+
+
+_FIELD_LINE = re.compile(r"^([A-Za-z0-9_.\[\]-]+): (.+)$")
+
+
+def _validation_problems(file: str, exc: ValidationError) -> list[Problem]:
+    """One problem per pydantic error, and per line of a card's own consistency check."""
+    problems: list[Problem] = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "-"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        for line in message.splitlines():
+            match = _FIELD_LINE.match(line) if where == "-" else None
+            if match:
+                problems.append(Problem(file, match.group(1), match.group(2)))
+            else:
+                problems.append(Problem(file, where, line))
+    return problems
+
+
+def _note_problems(cards: Mapping[str, CardDefinition]) -> list[Problem]:
     """Note keys are unique across cards, and a card that offers iron offers every
     suggestion a gate note may put in place of a withheld one."""
+    problems: list[Problem] = []
     seen: dict[str, str] = {}
     for topic, card in cards.items():
         for key in card.notes:
             if key in seen:
-                raise KnowledgeError(f"{topic}.toml: note {key!r} is also in {seen[key]}.toml")
-            seen[key] = topic
+                problems.append(
+                    Problem(f"{topic}.toml", f"notes.{key}", f"also in {seen[key]}.toml")
+                )
+            seen.setdefault(key, topic)
     instead = {note.instead for card in cards.values() for note in card.notes.values()}
     for topic, card in cards.items():
         missing = (
             sorted(k for k in instead - set(card.suggestions) if k) if card.iron_products() else []
         )
         if missing:
-            raise KnowledgeError(f"{topic}.toml offers iron but not {missing} (gate replacements)")
+            problems.append(
+                Problem(
+                    f"{topic}.toml",
+                    "suggestions",
+                    f"offers iron but not {missing} (gate replacements)",
+                )
+            )
+    return problems

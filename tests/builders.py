@@ -231,12 +231,16 @@ def picture(
     )
 
 
-ENGINE = Engine(KNOWLEDGE.thresholds, KNOWLEDGE.dosing, KNOWLEDGE.iron_catalogue)
+ENGINE = Engine(
+    KNOWLEDGE.thresholds, KNOWLEDGE.dosing, KNOWLEDGE.iron_catalogue, KNOWLEDGE.indications
+)
 
 
 def params(topic: str) -> Params:
     """A topic's rule parameters as the engine passes them."""
-    return Params(KNOWLEDGE.thresholds[topic], KNOWLEDGE.thresholds, KNOWLEDGE.dosing)
+    return Params(
+        KNOWLEDGE.thresholds[topic], KNOWLEDGE.thresholds, KNOWLEDGE.dosing, KNOWLEDGE.indications
+    )
 
 
 def findings(*resources: dict, **kwargs: Any) -> dict[str, Finding]:

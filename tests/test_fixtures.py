@@ -21,7 +21,7 @@ EXPECTED_TOPICS = {
     "no-rls": [],
     "rls-ckd": ["iron-below-target", "kidney-disease"],
     "rls-antihistamine": ["iron-below-target", "sedating-antihistamine"],
-    "rls-pregnancy": ["iron-studies-due", "pregnancy"],
+    "rls-pregnancy": ["pregnancy"],  # one card per action: it carries the ferritin order
     "rls-neuropathy-spine": ["neuropathy-or-radiculopathy"],
     "rls-venous-dvt": ["venous-insufficiency", "prior-dvt"],
     "rls-pad": ["peripheral-arterial-disease"],

@@ -15,6 +15,7 @@ from typing import Literal
 from cds_service.clinical.dosing import DrugDosing
 from cds_service.clinical.facts import MedicationFact
 from cds_service.clinical.findings import CardNote, Finding
+from cds_service.clinical.indications import IndicationDef
 from cds_service.clinical.iron_gate import IronCatalogue, IronFacts, gate
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules import conditions, iron, kidney, medications, pregnancy
@@ -69,6 +70,9 @@ ORDER_TOPICS = (
     "dopamine-agonist-augmentation",
 )
 OrderHook = Literal["order-select", "order-sign"]
+#: Variants whose draft card is critical at order-sign: a dose above the label's limit for the
+#: kidney function, or above its absolute maximum (knowledge.py checks each offers a cancel).
+CRITICAL_AT_SIGNING = frozenset({"above-limit", "above-maximum"})
 
 
 class Engine:
@@ -79,6 +83,7 @@ class Engine:
         thresholds: Mapping[str, Mapping[str, float]],
         dosing: Mapping[str, DrugDosing],
         iron: IronCatalogue,
+        indications: Mapping[str, IndicationDef] | None = None,
     ):
         self._rules = patient_view_rules(dosing)
         self._iron = iron
@@ -89,7 +94,8 @@ class Engine:
                 f"rules without cards: {sorted(missing)}; cards without rules: {sorted(unruled)}"
             )
         self._params = {
-            topic: Params(thresholds[topic], thresholds, dosing) for topic in self._rules
+            topic: Params(thresholds[topic], thresholds, dosing, indications)
+            for topic in self._rules
         }
 
     def patient_view(self, picture: PatientPicture) -> list[Finding]:
@@ -126,7 +132,7 @@ class Engine:
                 continue
             for finding in rule.check(ordering, self._params[topic]):
                 variant = "draft" if finding.variant == "default" else f"draft-{finding.variant}"
-                critical = hook == "order-sign" and finding.variant == "above-limit"
+                critical = hook == "order-sign" and finding.variant in CRITICAL_AT_SIGNING
                 findings.append(
                     replace(
                         finding, variant=variant, indicator="critical" if critical else "warning"

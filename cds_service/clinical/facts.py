@@ -13,17 +13,25 @@ from cds_service.clinical.gestation import Gestation
 from cds_service.clinical.units import CANONICAL
 
 RLS = "rls"
+#: Indications a medication may be given for (its reasonCode, reasonReference or the problem
+#: list): what the sedating-antihistamine card needs to know (cards/sedating-antihistamine.toml).
+INDICATION_VALUE_SETS = (
+    "allergic-indication", "anxiety", "vertigo", "nausea-vomiting-pregnancy", "insomnia",
+)  # fmt: skip
 #: Value sets each kind of resource is matched against (knowledge.py checks they exist).
 CONDITION_VALUE_SETS = (
-    "rls", "esrd-dialysis", "dialysis", "ckd-stage-3-5", "pregnancy", "neuropathy",
+    "rls", "esrd-dialysis", "dialysis", "ckd-stage-3-5", "ckd-stage-4-5", "pregnancy",
+    "neuropathy",
     "radiculopathy-spine", "venous-insufficiency", "peripheral-arterial-disease",
     "dvt-history", "dvt-acute", "iron-overload", "poor-iron-absorption", "coeliac-disease",
+    "parkinson-disease", *INDICATION_VALUE_SETS,
 )  # fmt: skip
 PREGNANCY = "pregnancy"
 MEDICATION_VALUE_SETS = (
     "sedating-antihistamine", "dopamine-antagonist-antiemetic", "antipsychotic",
     "serotonergic-antidepressant", "dopamine-agonist", "gabapentin", "pregabalin",
-    "gabapentin-enacarbil", "iron-oral", "iron-iv",
+    "gabapentin-enacarbil", "gabapentin-once-daily", "pregabalin-extended-release",
+    "iron-oral", "iron-iv", "hydroxyzine", "meclizine-dimenhydrinate", "doxylamine-pyridoxine",
 )  # fmt: skip
 ORDER_VALUE_SETS = (
     "order-iron-studies", "order-kidney-function", "order-venous-duplex",
@@ -93,6 +101,10 @@ class MedicationFact:
     dosages: tuple[fr.Dosage, ...] = ()
     raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     """The MedicationRequest as received, for an update suggestion; None for statements."""
+    reasons: frozenset[str] = frozenset()
+    """Indication value sets its ``reasonCode`` is in (allergic rhinitis, anxiety, ...)."""
+    reason_references: tuple[str, ...] = ()
+    """Its ``reasonReference`` as ``Condition/<id>``, for the rules to look up."""
 
     @property
     def is_request(self) -> bool:

@@ -139,6 +139,9 @@ class MedicationUse(PatientData):
     status: Text
     medicationCodeableConcept: CodeableConcept | None = None
     medicationReference: Reference | None = None
+    reasonCode: list[CodeableConcept] = Field(default_factory=list, max_length=50)
+    reasonReference: list[Reference] = Field(default_factory=list, max_length=50)
+    """Why it is given (MedicationRequest and MedicationStatement): the indication."""
     contained: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
     _raw: dict[str, Any] | None = PrivateAttr(default=None)
     """The resource as received, kept so a suggestion can update it as a whole (spec 29)."""

@@ -31,6 +31,14 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """A source or link a card cites: its label and https URL."""
+
+    label: str
+    url: str
+
+
+@dataclass(frozen=True)
 class CardNote:
     """A sentence written in a card file (its ``[notes]`` table), filled with `values`: why a
     suggestion was not offered, or what else the clinician should know."""
@@ -60,3 +68,6 @@ class Finding:
     """Orders that delete and update actions act on."""
     indicator: str | None = None
     """Overrides the variant's indicator (critical for an over-limit dose at order-sign)."""
+    evidence: tuple[Evidence, ...] = ()
+    """Overrides the card's source (the first) and links (the rest): the label of the drug
+    a dose card is about, not another product's."""

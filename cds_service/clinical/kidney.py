@@ -32,20 +32,43 @@ def cockcroft_gault(age: int, weight_kg: float, creatinine_mg_dl: float, sex: Se
 
 @dataclass(frozen=True)
 class KidneyFunction:
-    """What dosing reads: a clearance in mL/min (None on dialysis) and how it was found."""
+    """What dosing reads: a clearance in mL/min (None on dialysis) and how it was found.
+
+    A reported eGFR with a comparator (">60") is the clearance "at least 60": it places the
+    patient in the row at or above that value (docs/card-topics.md, "Gabapentinoids").
+    """
 
     method: Method
     clearance: float | None
     labs: tuple[LabResult, ...] = ()
     dialysis: ConditionFact | None = None
+    comparator: str | None = None
 
     def describe(self) -> str:
-        """ "CrCl 42 mL/min (Cockcroft-Gault)", "eGFR 28 mL/min/1.73 m2", "on dialysis"."""
+        """ "CrCl 42 mL/min (Cockcroft-Gault)", "eGFR >60 mL/min/1.73 m2", "on dialysis"."""
         if self.clearance is None:
             return "on dialysis"
+        value = f"{self.comparator or ''}{self.clearance:.0f}"
         if self.method == "Cockcroft-Gault":
-            return f"CrCl {self.clearance:.0f} mL/min (Cockcroft-Gault)"
-        return f"eGFR {self.clearance:.0f} mL/min/1.73 m2"
+            return f"CrCl {value} mL/min (Cockcroft-Gault)"
+        return f"eGFR {value} mL/min/1.73 m2"
+
+    def phrase(self) -> str:
+        """The kidney function as a sentence continues with it: "at CrCl 42 mL/min
+        (Cockcroft-Gault)", "at eGFR >60 mL/min/1.73 m2", "on dialysis"."""
+        return self.describe() if self.clearance is None else f"at {self.describe()}"
+
+    @property
+    def band_clearance(self) -> float | None:
+        """The clearance that picks the label row: just above the value for ">60", so that
+        a row "over 60" covers it."""
+        if self.clearance is None:
+            return None
+        return self.clearance + 1e-6 if self.comparator == ">" else self.clearance
+
+
+#: Said of a patient whose kidney function is not known (no recent creatinine or eGFR).
+UNKNOWN_PHRASE = "with kidney function not known"
 
 
 def kidney_function(picture: PatientPicture, within: timedelta) -> KidneyFunction | None:
@@ -68,6 +91,7 @@ def kidney_function(picture: PatientPicture, within: timedelta) -> KidneyFunctio
             clearance = cockcroft_gault(age, weight.value, creatinine.value, picture.sex)
             return KidneyFunction("Cockcroft-Gault", clearance, (creatinine, weight))
     egfr = picture.latest(EGFR, within)
-    if egfr is None or egfr.comparator:
-        return None
-    return KidneyFunction("eGFR", egfr.value, (egfr, *egfr.derived_from))
+    if egfr is None or egfr.comparator not in (None, ">", ">="):
+        return None  # "<15" says how low, not where: the row cannot be chosen
+    labs = (egfr, *egfr.derived_from)
+    return KidneyFunction("eGFR", egfr.value, labs, comparator=egfr.comparator)

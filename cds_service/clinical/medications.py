@@ -10,7 +10,7 @@ from typing import Any
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.coding import display_name, members_of
 from cds_service.clinical.dates import parse_datetime
-from cds_service.clinical.facts import MEDICATION_VALUE_SETS, MedicationFact
+from cds_service.clinical.facts import INDICATION_VALUE_SETS, MEDICATION_VALUE_SETS, MedicationFact
 from cds_service.clinical.reader import ReadReport, Resources, read_resources
 from cds_service.clinical.terminology import ValueSet
 
@@ -80,6 +80,12 @@ def read_medications(
             when=parse_datetime(when),
             dosages=tuple(dosages),
             raw=raw,
+            reasons=members_of(value_sets, use.reasonCode, INDICATION_VALUE_SETS),
+            reason_references=tuple(
+                "/".join(r.reference.removeprefix("urn:uuid:").split("/")[-2:])
+                for r in use.reasonReference
+                if r.reference
+            ),
         )
 
 

@@ -14,6 +14,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cds_service.clinical.text import normalise
+
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -188,7 +190,7 @@ class ValueSet:
         """True when one of the value set's phrases appears in free text (whole words)."""
         if not text or self.phrases is None:
             return False
-        return self.phrases.search(text) is not None
+        return self.phrases.search(normalise(text)) is not None
 
     def codes_for(self, system: str) -> list[str]:
         """Member codes of one system, in file order (used to render prefetch queries)."""
@@ -258,6 +260,7 @@ class ValueSetIndex:
                 for ancestor in icd10_ancestors(key[1]):
                     found |= self._roots.get(ancestor, set())
         found &= among if isinstance(among, frozenset) else set(among)
+        texts = tuple(normalise(t) for t in texts)
         for vs_id, pattern in self._phrases:
             if vs_id in among and vs_id not in found and any(pattern.search(t) for t in texts):
                 found.add(vs_id)
@@ -274,7 +277,7 @@ _SEPARATOR = r"[\s\-\u2010-\u2015]+"  # spaces, hyphens, en and em dashes
 def _phrases_pattern(phrases: list[str]) -> re.Pattern[str] | None:
     """Whole words, any case; "Willis-Ekbom" also matches "Willis Ekbom" and "Willis–Ekbom"."""
     alternatives = [
-        _SEPARATOR.join(re.escape(w) for w in re.split(_SEPARATOR, phrase.strip()) if w)
+        _SEPARATOR.join(re.escape(w) for w in re.split(_SEPARATOR, normalise(phrase).strip()) if w)
         for phrase in phrases
     ]
     alternatives = [a for a in alternatives if a]

@@ -81,7 +81,10 @@ def test_demo_patient_shows_its_cards_and_accepting_a_suggestion_sends_feedback(
         assert card.evaluate("c => getComputedStyle(c).borderLeftColor") == COLOURS[indicator]
         expect(card.locator(".card__badge")).to_have_text(indicator)
         expect(card.locator(".card__source a")).to_have_attribute("href", re.compile(r"^https://"))
-        expect(card.locator(".card__detail")).to_contain_text("Evidence:")
+        # evidence once per card: the source (and links) lines, not again in the detail
+        expect(card.locator(".card__detail")).not_to_contain_text("Evidence:")
+        href = card.locator(".card__source a").get_attribute("href")
+        assert card.locator(f'.card__detail a[href="{href}"]').count() == 0
     if not topics:
         expect(page.locator("#no-cards")).to_be_visible()
     screenshot = str(output_dir / f"demo-page-{patient}.png")

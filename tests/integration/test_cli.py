@@ -90,3 +90,67 @@ def test_bad_now_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--hook", "patient-view", "--bundle", bundle, "--now", "yesterday"])
     assert exit_info.value.code == 2
+
+
+# --- issue 15 through `rls-cds evaluate` -------------------------------------------------
+
+
+def _bundle_with(tmp_path, *resources: dict, without: str | None = None) -> str:
+    """rls-low-ferritin's bundle with more resources of the same patient (and without the
+    entries that mention `without`)."""
+    bundle = json.loads((PATIENTS / "rls-low-ferritin.json").read_text("utf-8"))
+    if without:
+        bundle["entry"] = [e for e in bundle["entry"] if without not in json.dumps(e)]
+    patient = bundle["entry"][0]["resource"]["id"]
+    for resource in resources:
+        resource = {**resource, "subject": {"reference": f"Patient/{patient}"}}
+        bundle["entry"].append({"resource": resource})
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    return str(path)
+
+
+def _cards(capsys, *args: str) -> dict[str, dict]:
+    code, out, err = evaluate(capsys, *args, "--now", NOW)
+    assert code == 0, err
+    return {c["source"]["topic"]["code"]: c for c in json.loads(out)["cards"]}
+
+
+def test_evaluate_gralise_below_crcl_30_is_not_recommended(capsys, tmp_path):
+    from tests import builders as b
+
+    gralise = b.medication_request(text="Gralise 600 MG Oral Tablet")
+    egfr = b.observation(b.EGFR, 22, "mL/min/{1.73_m2}")
+    cards = _cards(
+        capsys, "--hook", "patient-view", "--bundle", _bundle_with(tmp_path, gralise, egfr)
+    )
+    card = cards["gabapentinoid-renal-dose"]
+    assert card["summary"].startswith("Gralise is not recommended at eGFR 22")
+    assert "Gralise" in card["source"]["label"]
+
+
+def test_evaluate_absolute_maximum_with_unknown_kidney_function(capsys, tmp_path):
+    from tests import builders as b
+
+    order = b.medication_request(text="pregabalin 300 MG Oral Capsule")
+    order["dosageInstruction"] = [{"text": "300 mg three times daily"}]
+    path = _bundle_with(tmp_path, order, without='"2160-0"')
+    cards = _cards(capsys, "--hook", "patient-view", "--bundle", path)
+    card = cards["gabapentinoid-renal-dose"]
+    assert "above the label maximum of 600 mg/day" in card["summary"]
+
+
+def test_evaluate_antihistamine_for_anxiety_offers_no_replacement(capsys, tmp_path):
+    from tests import builders as b
+
+    order = b.medication_request(text="hydroxyzine hydrochloride 25 MG Oral Tablet")
+    order["reasonCode"] = [{"text": "Generalized anxiety disorder"}]
+    cards = _cards(capsys, "--hook", "patient-view", "--bundle", _bundle_with(tmp_path, order))
+    card = cards["sedating-antihistamine"]
+    assert [s["label"] for s in card["suggestions"]] == ["Stop it without a replacement"]
+    assert "on record for anxiety" in card["detail"]
+
+
+def test_kb_check_on_the_shipped_cards_exits_0(capsys):
+    assert main(["kb", "check", "cards"]) == 0
+    assert "knowledge base OK" in capsys.readouterr().out

@@ -155,11 +155,106 @@ def test_the_same_gabapentin_order_warns_at_select_and_is_critical_at_sign(clien
     assert b.strip_uuids({**at_select, "indicator": None}) == b.strip_uuids(
         {**at_sign, "indicator": None}
     )
-    (suggestion,) = at_sign["suggestions"]
+    suggestion, cancel = at_sign["suggestions"]
+    assert [a["type"] for a in cancel["actions"]] == ["delete"]
     (update,) = suggestion["actions"]
     assert update["type"] == "update"
     assert update["resource"]["id"] == "gaba-1"
     assert update["resource"]["dosageInstruction"] != draft["dosageInstruction"]
+
+
+def sandbox_draft(draft_id: str, rxnorm: str, display: str, pills: int, per_day: int) -> dict:
+    """A draft exactly as the CDS Hooks Sandbox's Rx View writes it: ``category`` one object
+    (not a list), every dose a count of ``{pill}`` with no unit text."""
+    return {
+        "resourceType": "MedicationRequest",
+        "id": draft_id,
+        "status": "draft",
+        "intent": "order",
+        "category": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/medicationrequest-category",
+                    "code": "outpatient",
+                }
+            ]
+        },
+        "subject": {"reference": f"Patient/{b.PATIENT_ID}"},
+        "medicationCodeableConcept": {
+            "text": display,
+            "coding": [
+                {
+                    "system": "http://www.nlm.nih.gov/research/umls/rxnorm",
+                    "code": rxnorm,
+                    "display": display,
+                }
+            ],
+        },
+        "dosageInstruction": [
+            {
+                "text": f"{pills} {{pill}} {per_day} time(s) per day",
+                "timing": {"repeat": {"frequency": per_day, "period": 1, "periodUnit": "d"}},
+                "doseAndRate": [
+                    {
+                        "doseQuantity": {
+                            "value": pills,
+                            "system": "http://unitsofmeasure.org",
+                            "code": "{pill}",
+                        }
+                    }
+                ],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize("url", [SELECT, SIGN])
+def test_a_sandbox_pregabalin_order_in_pills_gets_the_dose_card(client, url):
+    """Issue 15: pregabalin 150 mg x 3 {pill} = 450 mg/day at eGFR 20 (limit 150): the dose
+    card, critical at signing, with a valid one-click change and a cancel."""
+    draft = sandbox_draft("pgb", "483440", "pregabalin 150 MG Oral Capsule", 1, 3)
+    prefetch = order_prefetch(b.observation(b.EGFR, 20, "mL/min/{1.73_m2}"))
+    response = post_json(client, url, order_body(HOOK_OF[url], [draft], prefetch))
+    assert response.status_code == 200
+    (card,) = response.get_json()["cards"]
+    assert card["source"]["topic"]["code"] == "gabapentinoid-renal-dose"
+    assert card["indicator"] == ("critical" if url == SIGN else "warning")
+    assert card["summary"] == (
+        "This order: Pregabalin 450 mg/day is above the label limit of 150 mg/day at eGFR 20 "
+        "mL/min/1.73 m2"
+    )
+    assert card["source"]["label"].startswith("Lyrica (pregabalin)")
+    labels = [s["label"] for s in card["suggestions"]]
+    assert "Cancel this order" in labels  # a critical card always has an action
+    assert "dose not readable" not in card["summary"]
+
+
+@pytest.mark.parametrize("url", [SELECT, SIGN])
+def test_a_sandbox_order_whose_dose_fits_updates_with_category_as_a_list(client, url):
+    draft = sandbox_draft("gab", "310431", "gabapentin 300 MG Oral Capsule", 2, 3)
+    prefetch = order_prefetch(CKD)  # eGFR 40: 1800 mg/day above 1400
+    (card,) = post_json(client, url, order_body(HOOK_OF[url], [draft], prefetch)).get_json()[
+        "cards"
+    ]
+    reduce, cancel = card["suggestions"]
+    assert reduce["label"] == "Reduce to 600 mg twice daily (1200 mg/day)"
+    (update,) = reduce["actions"]
+    MedicationRequest.model_validate(update["resource"])
+    assert isinstance(update["resource"]["category"], list)
+    assert [a["type"] for a in cancel["actions"]] == ["delete"]
+
+
+@pytest.mark.parametrize("url", [SELECT, SIGN])
+def test_a_sandbox_levodopa_order_with_parkinson_disease_is_not_cancelled(client, url):
+    draft = sandbox_draft("ldp", "197444", "Carbidopa 25 MG / Levodopa 100 MG Oral Tablet", 1, 3)
+    parkinson = b.condition(b.coding(b.ICD10CM, "G20.A1", "Parkinson's disease"))
+    prefetch = order_prefetch(b.kidney_ok(), parkinson)
+    (card,) = post_json(client, url, order_body(HOOK_OF[url], [draft], prefetch)).get_json()[
+        "cards"
+    ]
+    assert card["source"]["topic"]["code"] == "dopamine-agonist-augmentation"
+    assert "suggestions" not in card
+    assert "alpha-2-delta" not in json.dumps(card)
 
 
 def test_the_same_antihistamine_order_at_select_and_at_sign(client):

@@ -41,6 +41,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
         (
             o(b.FERRITIN, 150, "ng/mL", when="2024-01-05"),
             o(b.CREATININE, 0.8, "mg/dL", when="2024-01-05"),
+            gabapentinoid("Gabapentin 300 MG Oral Capsule"),
         ),
         {"iron-studies-due": "outdated", "renal-function-due": "outdated"},
     ),
@@ -96,11 +97,34 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
     ),
     "pregnant-untested": (
         (pregnant(), b.kidney_ok()),
-        {"pregnancy": "ferritin-due", "iron-studies-due": "never"},
+        {"pregnancy": "ferritin-due"},
     ),
-    "egfr-low": (
-        (o(b.EGFR, 42, "mL/min/{1.73_m2}"), *RECENT_LABS[1:]),
-        {"kidney-disease": "egfr-low"},
+    "severe": (
+        (o(b.EGFR, 22, "mL/min/{1.73_m2}"), *RECENT_LABS[1:]),
+        {"kidney-disease": "severe"},
+    ),
+    "above-maximum": (
+        (
+            o(b.FERRITIN, 150, "ng/mL"),
+            gabapentinoid("Pregabalin 150 MG Oral Capsule", "300 mg three times daily"),
+        ),
+        {"gabapentinoid-renal-dose": "above-maximum", "renal-function-due": "never"},
+    ),
+    "parkinson": (
+        (
+            *RECENT_LABS,
+            b.condition(b.coding(ICD10CM, "G20", "Parkinson's disease")),
+            b.medication_request(text="Ropinirole 1 mg"),
+        ),
+        {"dopamine-agonist-augmentation": "parkinson"},
+    ),
+    "allergy": (
+        (
+            *RECENT_LABS,
+            b.condition(b.coding(ICD10CM, "J30.2", "Seasonal allergic rhinitis")),
+            b.medication_request(text="Chlorpheniramine 4 mg"),
+        ),
+        {"sedating-antihistamine": "allergy"},
     ),
     "kidney-failure": (
         (
@@ -116,7 +140,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             *RECENT_LABS,
             gabapentinoid("Pregabalin 75 MG Oral Capsule"),
         ),
-        {"kidney-disease": "listed"},
+        {"kidney-disease": "renal-dosing"},
     ),
     "dialysis": (
         (
@@ -132,7 +156,7 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
             *RECENT_LABS[1:],
             gabapentinoid("Gabapentin 300 MG Oral Capsule", "as directed"),
         ),
-        {"gabapentinoid-renal-dose": "dose-unknown", "kidney-disease": "egfr-low"},
+        {"gabapentinoid-renal-dose": "dose-unknown", "kidney-disease": "renal-dosing"},
     ),
     "problems": (
         (
@@ -244,7 +268,24 @@ ORDER_CASES: dict[str, tuple[tuple[dict, ...], tuple[dict, ...], dict[str, str]]
         (draft("Horizant 600 MG extended release tablet", "600 mg daily"),),
         {"gabapentinoid-renal-dose": "draft-not-recommended"},
     ),
+    "above-maximum": (
+        (o(b.FERRITIN, 150, "ng/mL"),),
+        (draft("Gabapentin 800 MG Oral Tablet", "1600 mg three times daily"),),
+        {"gabapentinoid-renal-dose": "draft-above-maximum"},
+    ),
+    "parkinson": (
+        (b.condition(b.coding(ICD10CM, "G20", "Parkinson's disease")), *RECENT_LABS),
+        (draft("Pramipexole 0.25 mg"),),
+        {"dopamine-agonist-augmentation": "draft-parkinson"},
+    ),
+    "allergy": (
+        (b.condition(b.coding(ICD10CM, "L50.9", "Urticaria")), *RECENT_LABS),
+        (draft("Diphenhydramine 25 mg"),),
+        {"sedating-antihistamine": "draft-allergy"},
+    ),
 }
+#: Draft variants whose override reasons are their own (a Parkinson drug is not a short course).
+OWN_REASONS = {"draft-parkinson": ["not-for-rls", "benefit-outweighs-risk"]}
 
 
 def order_findings(record: tuple[dict, ...], drafts: tuple[dict, ...], hook: str):
@@ -266,8 +307,7 @@ def test_order_case_reaches_its_draft_variants(name):
         assert needed <= set(finding.values)
     for card in RENDERER.render(found, b.PATIENT_ID, b.NOW):
         assert "{" not in card["summary"] and len(card["summary"]) < 140
-        assert [r["code"] for r in card["overrideReasons"]] == [
-            "benefit-outweighs-risk",
-            "tolerated-before",
-            "short-course",
-        ]
+        variant_name = next(f.variant for f in found if f.topic == card["source"]["topic"]["code"])
+        assert [r["code"] for r in card["overrideReasons"]] == OWN_REASONS.get(
+            variant_name, ["benefit-outweighs-risk", "tolerated-before", "short-course"]
+        )

@@ -340,7 +340,12 @@ def band(min_clearance: float, max_daily: float = 600, **changes: Any) -> dict[s
 def drug(*bands: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": "Drug",
+        "description": "a drug",
         "value_set": "gabapentin",
+        "max_daily_mg": 3600,
+        "source_label": "Drug label",
+        "source_url": "https://example.org/label",
+        "instead": "Consider another.",
         "bands": list(bands),
     }
 
@@ -396,9 +401,11 @@ def test_inclusive_and_exclusive_edges():
 
 # --- the shipped tables ---------------------------------------------------------------------
 
-GABAPENTIN = b.KNOWLEDGE.dosing["gabapentin"]
-PREGABALIN = b.KNOWLEDGE.dosing["pregabalin"]
-ENACARBIL = b.KNOWLEDGE.dosing["gabapentin-enacarbil"]
+GABAPENTIN = b.KNOWLEDGE.dosing["neurontin"]
+PREGABALIN = b.KNOWLEDGE.dosing["lyrica"]
+ENACARBIL = b.KNOWLEDGE.dosing["horizant"]
+GRALISE = b.KNOWLEDGE.dosing["gralise"]
+LYRICA_CR = b.KNOWLEDGE.dosing["lyrica-cr"]
 
 
 @pytest.mark.parametrize(
@@ -413,12 +420,14 @@ ENACARBIL = b.KNOWLEDGE.dosing["gabapentin-enacarbil"]
         (29.5, 700),
         (15.01, 700),
         (15, 300),
-        (5, 300),
-        (0, 300),
+        (14, 280),  # below 15: the 15 mL/min limit in proportion to the clearance
+        (7.5, 150),  # the label's example: half the dose of CrCl 15
+        (5, 100),
+        (0, 0),
     ],
 )
 def test_gabapentin_bands(clearance, limit):
-    assert GABAPENTIN.band(clearance).max_daily_mg == limit
+    assert GABAPENTIN.band(clearance).limit_mg(clearance) == pytest.approx(limit)
 
 
 def test_gabapentin_dialysis_row():
@@ -466,3 +475,138 @@ def test_shipped_tables_use_their_value_sets():
     assert GABAPENTIN.value_set == "gabapentin"
     assert PREGABALIN.value_set == "pregabalin"
     assert ENACARBIL.value_set == "gabapentin-enacarbil"
+    assert GRALISE.value_set == "gabapentin-once-daily"
+    assert LYRICA_CR.value_set == "pregabalin-extended-release"
+
+
+def test_products_are_tried_most_specific_first():
+    """Gralise before gabapentin, Lyrica CR before pregabalin, Horizant before both."""
+    order = [d.value_set for d in b.KNOWLEDGE.dosing.values()]
+    assert order.index("gabapentin-once-daily") < order.index("gabapentin")
+    assert order.index("gabapentin-enacarbil") < order.index("gabapentin")
+    assert order.index("pregabalin-extended-release") < order.index("pregabalin")
+
+
+@pytest.mark.parametrize(
+    ("product", "maximum"),
+    [(GABAPENTIN, 3600), (GRALISE, 1800), (ENACARBIL, 1200), (PREGABALIN, 600), (LYRICA_CR, 660)],
+)
+def test_absolute_maximum_per_product(product, maximum):
+    assert product.max_daily_mg == maximum
+
+
+@pytest.mark.parametrize(
+    ("clearance", "limit"),
+    [(90, 1800), (60, 1800), (59.9, 1800), (30, 1800), (29.99, None), (0, None)],
+)
+def test_gralise_bands_not_below_30(clearance, limit):
+    band = GRALISE.band(clearance)
+    assert band.recommended is (limit is not None)
+    if limit is not None:
+        assert band.limit_mg(clearance) == limit
+
+
+def test_gralise_and_lyrica_cr_are_not_for_haemodialysis():
+    assert GRALISE.dialysis is None
+    assert LYRICA_CR.dialysis is None
+
+
+@pytest.mark.parametrize(
+    ("clearance", "limit"),
+    [(90, 660), (60, 660), (59.9, 330), (30, 330), (29.99, None), (10, None)],
+)
+def test_lyrica_cr_has_its_own_table_and_not_below_30(clearance, limit):
+    band = LYRICA_CR.band(clearance)
+    assert band.recommended is (limit is not None)
+    if limit is not None:
+        assert band.limit_mg(clearance) == limit
+
+
+def test_every_product_cites_its_own_label():
+    labels = {d.name: d.source_label for d in b.KNOWLEDGE.dosing.values()}
+    assert "Neurontin" in labels["Gabapentin"]
+    assert "Gralise" in labels["Gralise"]
+    assert "Horizant" in labels["Horizant"]
+    assert labels["Pregabalin"].startswith("Lyrica (pregabalin)")
+    assert "Lyrica CR" in labels["Lyrica CR"]
+    assert len({d.source_url for d in b.KNOWLEDGE.dosing.values()}) == 5
+
+
+def test_a_band_not_recommended_carries_no_dose():
+    with pytest.raises(ValidationError, match="no dose"):
+        DoseBand.model_validate(band(0, recommended=False))
+
+
+def test_a_band_above_the_absolute_maximum_is_rejected():
+    with pytest.raises(ValidationError, match="absolute maximum"):
+        DrugDosing.model_validate(drug(band(0, max_daily=4000)))
+
+
+# --- the forms real orders use (docs/card-topics.md, "Gabapentinoids") ----------------------
+
+PREGABALIN_150 = "pregabalin 150 MG Oral Capsule"
+
+
+@pytest.mark.parametrize(
+    ("dose", "product", "text", "expected"),
+    [
+        # CDS Hooks Sandbox: every dose a count of {pill}, UCUM system, no unit text.
+        (quantity(1, None, "{pill}"), PREGABALIN_150, None, 450),
+        (quantity(2, None, "{pill}"), PREGABALIN_150, None, 900),
+        # Synthea: {"value": 1} and nothing else; the RxNorm display names the capsule.
+        (quantity(1, None), CAPSULE_300, None, 900),
+        # Epic-style: the unit text says the form, the code is an annotation or absent.
+        (quantity(1, "capsule", "{capsule}"), CAPSULE_300, None, 900),
+        (quantity(1, "Cap"), "GABAPENTIN 300 MG PO CAPS", None, 900),
+        (quantity(2, "tablet", "{tbl}"), "pregabalin (LYRICA) 75 mg capsule", None, 450),
+        # UCUM 1 with a tablet/capsule unit text, or with the form in the product only.
+        (quantity(1, "tablet", "1"), TABLET_600, None, 1800),
+        (quantity(1, None, "1"), TABLET_600, None, 1800),
+        # Any annotation alone is a count: {cap}, {puff}, {Each}.
+        (quantity(1, None, "{cap}"), CAPSULE_300, None, 900),
+        (quantity(1, None, "{puff}"), CAPSULE_300, None, 900),
+        (quantity(1, None, "{Each}"), CAPSULE_300, None, 900),
+        # A unit-less count with the form named only in the sig.
+        (quantity(1, None), "gabapentin 300 MG", "Take 1 capsule three times a day", 900),
+        # Per-product strengths: Lyrica CR 82.5 mg, Gralise 600 mg, Horizant 600 mg.
+        (quantity(2, None, "{pill}"), "24 HR pregabalin 82.5 MG Extended Release Oral Tablet",
+         None, 495),
+        (quantity(1, None, "{pill}"), "Once-Daily gabapentin 600 MG Oral Tablet", None, 1800),
+        (quantity(1, None, "{pill}"),
+         "gabapentin enacarbil 600 MG Extended Release Oral Tablet", None, 1800),
+    ],
+)  # fmt: skip
+def test_count_forms_of_real_orders(dose, product, text, expected):
+    found = daily_dose_mg([dosage(dose, daily(3), text=text)], product)
+    assert found == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("dose", "product"),
+    [
+        (quantity(300, None), CAPSULE_300),  # a bare 300 is milligrams without a unit
+        (quantity(11, None), CAPSULE_300),  # past the unit-less count bound
+        (quantity(1, None), "gabapentin 300 MG"),  # no form named anywhere
+        (quantity(1, None, "1"), "gabapentin 300 MG"),
+        (quantity(1, None, "{pill}"), "gabapentin 50 MG/ML Oral Solution"),  # mg/mL: no count
+        (quantity(1, "mL", "mL"), CAPSULE_300),
+    ],
+)
+def test_counts_that_cannot_be_read_stay_unknown(dose, product):
+    assert daily_dose_mg([dosage(dose, daily(3))], product) is None
+
+
+def test_unit_less_count_bound_is_inclusive():
+    assert daily_dose_mg([dosage(quantity(10, None), daily(1))], CAPSULE_300) == 3000
+
+
+@pytest.mark.parametrize(
+    "product",
+    [
+        "gabapentin\u200b 300 MG Oral Capsule",  # zero-width space
+        "ｇａｂａｐｅｎｔｉｎ ３００ ＭＧ Oral Capsule",  # fullwidth letters and digits
+        "gabapentin 300\u00a0MG Oral Capsule",  # no-break space
+    ],
+)
+def test_strength_is_read_through_unicode_disguises(product):
+    assert product_strength_mg(product) == 300

@@ -217,8 +217,25 @@ def test_creatinine_with_a_comparator_is_not_used():
     assert kidney(creatinine(0.3, comparator="<"), weight(70)) is None
 
 
-def test_egfr_with_a_comparator_is_not_a_clearance():
-    assert kidney(egfr(60, comparator=">")) is None
+@pytest.mark.parametrize(("comparator", "text"), [(">", "eGFR >60"), (">=", "eGFR >=60")])
+def test_egfr_reported_above_a_value_places_the_patient_at_or_above_it(comparator, text):
+    """docs/card-topics.md: ">60" places the patient in the row at or above 60."""
+    found = kidney(egfr(60, comparator=comparator))
+    assert found is not None
+    assert found.describe() == f"{text} mL/min/1.73 m2"
+    assert found.phrase() == f"at {text} mL/min/1.73 m2"
+    assert found.band_clearance is not None and found.band_clearance >= 60
+
+
+def test_greater_than_30_is_in_a_row_over_30():
+    found = kidney(egfr(30, comparator=">"))
+    assert found is not None and found.band_clearance is not None
+    assert found.band_clearance > 30
+
+
+@pytest.mark.parametrize("comparator", ["<", "<="])
+def test_egfr_reported_below_a_value_is_not_a_clearance(comparator):
+    assert kidney(egfr(15, comparator=comparator)) is None
 
 
 def test_nothing_recent_is_none():

@@ -257,7 +257,9 @@ def test_suggestions_act_on_the_draft_and_are_valid_fhir(topic, hook):
 
 #: Whether to start an antidepressant or an antipsychotic is the prescriber's judgement
 #: (docs/card-topics.md: "none automatic"): cancelling the draft is offered, not recommended.
-JUDGEMENT_TOPICS = ("serotonergic-antidepressant", "antipsychotic")
+#: No suggestion pre-selected: the prescriber's judgement (and, for a sedating antihistamine,
+#: the indication: docs/card-topics.md "Sedating antihistamines").
+JUDGEMENT_TOPICS = ("serotonergic-antidepressant", "antipsychotic", "sedating-antihistamine")
 
 
 @pytest.mark.parametrize("topic", TOPICS)
@@ -281,11 +283,13 @@ def created_codes(suggestion: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("hook", HOOKS)
-def test_antihistamine_draft_is_replaced_by_loratadine_or_fexofenadine(hook):
-    card = only_card(hook, [draft(text="Hydroxyzine 25 mg tablet", draft_id="hx")])
+def test_antihistamine_draft_for_allergy_is_replaced_by_loratadine_or_fexofenadine(hook):
+    hx = draft(text="Hydroxyzine 25 mg tablet", draft_id="hx")
+    hx["reasonCode"] = [{"text": "Allergic rhinitis"}]
+    card = only_card(hook, [hx])
     by_code = {tuple(created_codes(s)): s for s in card["suggestions"]}
     assert set(by_code) == {(LORATADINE,), (FEXOFENADINE,), ()}
-    assert by_code[(LORATADINE,)].get("isRecommended") is True
+    assert not any(s.get("isRecommended") for s in card["suggestions"])  # nothing pre-selected
     for suggestion in card["suggestions"]:
         deletes = [a["resourceId"] for a in suggestion["actions"] if a["type"] == "delete"]
         assert deletes == ["MedicationRequest/hx"]
@@ -322,7 +326,9 @@ def test_gabapentinoid_above_the_limit_gets_one_update_inside_the_band(hook, for
     entries = culprit_draft("gabapentinoid-renal-dose", form, draft_id="gaba")
     card = only_card(hook, entries)
     assert card["selectionBehavior"] == "at-most-one"
-    (suggestion,) = card["suggestions"]
+    suggestion, cancel = card["suggestions"]
+    assert suggestion["label"].startswith("Reduce to ")
+    assert [a["type"] for a in cancel["actions"]] == ["delete"]  # or cancel the order
     (update,) = suggestion["actions"]
     assert update["type"] == "update"
     resource = update["resource"]

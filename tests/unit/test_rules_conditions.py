@@ -367,6 +367,29 @@ class TestPriorDvt:
     def test_does_not_fire(self, dvt, problem):
         assert dvt(problem) == []
 
+    @pytest.mark.parametrize(
+        ("onset", "fires"),
+        [
+            ("2020-09-01", True),  # the issue's case: "active" for six years
+            ("2026-08-29T11:59:00Z", True),  # 91 days before NOW
+            ("2026-08-30T11:00:00Z", True),  # just over 90 days
+            ("2026-08-30T13:00:00Z", False),  # just under 90 days: a current clot
+            ("2026-11-01", False),
+        ],
+    )
+    def test_an_active_acute_dvt_older_than_3_months_is_history(self, dvt, onset, fires):
+        """Revised row 15: acute-DVT entries begun more than 3 months ago count as history."""
+        problem = icd("I82.401", "Acute DVT of right leg", onset=onset)
+        assert bool(dvt(problem)) is fires
+
+    def test_an_old_recorded_date_counts_when_there_is_no_onset(self, dvt):
+        problem = icd("I82.401", "Acute DVT of right leg")
+        problem["recordedDate"] = "2021-03-01"
+        assert len(dvt(problem)) == 1
+
+    def test_the_3_months_is_the_card_files_threshold(self):
+        assert b.params("prior-dvt")["acute_dvt_history_days"] == 90
+
     def test_with_venous_insufficiency_the_duplex_is_left_to_that_card(self, dvt):
         [finding] = dvt(icd("Z86.718"), icd("I87.2"))
         assert finding.suggestions == ()

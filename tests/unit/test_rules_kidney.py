@@ -3,6 +3,8 @@ every threshold, through the Engine (b.findings) and the rule functions directly
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fhir.resources.R4B.medicationrequest import MedicationRequest
 
@@ -109,6 +111,11 @@ def dialysis() -> dict:
     return condition(ICD10CM, "Z99.2", "Dependence on renal dialysis")
 
 
+#: An active gabapentinoid with no readable dose: renal-function-due and kidney-disease
+#: (eGFR 30 to 59, CKD 3) fire beside one only.
+GABA = b.medication_statement(text="gabapentin")
+
+
 def variant(found: dict, topic: str) -> str | None:
     finding = found.get(topic)
     return finding.variant if finding else None
@@ -150,19 +157,19 @@ class TestRenalFunctionDue:
         ids=["creatinine-mg", "creatinine-umol", "egfr-2021", "egfr-2009"],
     )
     def test_outdated_names_the_last_value_and_date(self, due, lab, last_result):
-        [finding] = due(lab)
+        [finding] = due(lab, GABA)
         assert finding.variant == "outdated"
         assert dict(finding.values) == {"last_result": last_result, "last_date": "2025-06-01"}
         assert [d.source for d in finding.data] == [f"Observation/{lab['id']}"]
 
     def test_outdated_names_the_newest_old_value(self, due):
-        [finding] = due(creatinine(1.0, when="2024-03-01"), egfr(71, when=OLD))
+        [finding] = due(creatinine(1.0, when="2024-03-01"), egfr(71, when=OLD), GABA)
         assert finding.values == {"last_result": "71 mL/min/1.73 m2", "last_date": "2025-06-01"}
 
     def test_outdated_cites_the_reported_creatinine_not_the_computed_egfr(self, due):
         """An old creatinine also yields a computed eGFR; the card cites the lab's value."""
         lab = creatinine(1.2, when=OLD)
-        [finding] = due(lab)
+        [finding] = due(lab, GABA)
         assert finding.values["last_result"] == "1.2 mg/dL"
         assert finding.data[0].source == f"Observation/{lab['id']}"
 
@@ -205,7 +212,30 @@ class TestRenalFunctionDue:
         ],
     )
     def test_recency_window_is_365_days(self, due, when, expected):
-        assert [f.variant for f in due(creatinine(0.9, when=when))] == expected
+        assert [f.variant for f in due(creatinine(0.9, when=when), GABA)] == expected
+
+    @pytest.mark.parametrize("when", ["2025-11-28T11:59:00Z", OLD, "2019-01-01"])
+    def test_an_old_result_without_a_gabapentinoid_is_not_a_yearly_reminder(self, due, when):
+        """docs/card-topics.md, "Alert fatigue": not every RLS patient every year."""
+        assert due(creatinine(0.9, when=when)) == []
+
+    @pytest.mark.parametrize(
+        "problem",
+        [
+            condition(ICD10CM, "N18.6", "End stage renal disease"),
+            condition(ICD10CM, "Z99.2", "Dependence on renal dialysis"),
+            condition(SNOMED, "46177005", "End-stage renal disease"),
+            b.condition(text="Patient on hemodialysis"),
+        ],
+        ids=["N18.6", "Z99.2", "snomed-esrd", "dialysis-text"],
+    )
+    def test_never_with_esrd_or_dialysis_on_the_problem_list(self, due, problem):
+        assert due(problem) == []
+        assert due(problem, GABA, creatinine(0.9, when=OLD)) == []
+
+    def test_resolved_esrd_does_not_silence(self, due):
+        resolved = condition(ICD10CM, "N18.6", "ESRD", clinical="resolved")
+        assert [f.variant for f in due(resolved)] == ["never"]
 
     @pytest.mark.parametrize("status", ["final", "amended", "corrected", "preliminary"])
     def test_usable_statuses_count(self, due, status):
@@ -294,7 +324,7 @@ class TestRenalFunctionDue:
         assert resource["subject"] == {"reference": f"Patient/{b.PATIENT_ID}"}
 
     def test_outdated_card_says_the_last_date(self):
-        card = render(b.findings(egfr(75, when=OLD)))["renal-function-due"]
+        card = render(b.findings(egfr(75, when=OLD), GABA))["renal-function-due"]
         assert "2025-06-01" in card["summary"]
         assert "75 mL/min/1.73 m2" in card["summary"]
 
@@ -303,11 +333,17 @@ class TestRenalFunctionDue:
 
 
 def ckd_via_engine(*resources: dict, **kwargs) -> list:
-    found = b.findings(*resources, **kwargs).get("kidney-disease")
+    """With an active gabapentinoid, so that eGFR 30 to 59 and CKD 3 fire (renal dosing)."""
+    found = b.findings(GABA, *resources, **kwargs).get("kidney-disease")
     return [found] if found else []
 
 
 def ckd_via_rule(*resources: dict, **kwargs) -> list:
+    return kidney.kidney_disease(b.picture(b.rls(), GABA, *resources, **kwargs), CKD)
+
+
+def ckd_alone(*resources: dict, **kwargs) -> list:
+    """No gabapentinoid on record."""
     return kidney.kidney_disease(b.picture(b.rls(), *resources, **kwargs), CKD)
 
 
@@ -327,13 +363,14 @@ class TestKidneyDiseaseByEgfr:
             (90, [], None),
             (60.1, [], None),
             (60, [], None),
-            (59.9, ["egfr-low"], "G3a"),
-            (59, ["egfr-low"], "G3a"),
-            (45, ["egfr-low"], "G3a"),
-            (44, ["egfr-low"], "G3b"),
-            (30, ["egfr-low"], "G3b"),
-            (29, ["egfr-low"], "G4"),
-            (15, ["egfr-low"], "G4"),
+            (59.9, ["renal-dosing"], "G3a"),
+            (59, ["renal-dosing"], "G3a"),
+            (45, ["renal-dosing"], "G3a"),
+            (44, ["renal-dosing"], "G3b"),
+            (30, ["renal-dosing"], "G3b"),
+            (29.9, ["severe"], "G4"),
+            (29, ["severe"], "G4"),
+            (15, ["severe"], "G4"),
             (14.9, ["kidney-failure"], "G5"),
             (14, ["kidney-failure"], "G5"),
             (6, ["kidney-failure"], "G5"),
@@ -347,7 +384,7 @@ class TestKidneyDiseaseByEgfr:
 
     @pytest.mark.parametrize("code", ["98979-8", "62238-1", "33914-3"])
     def test_every_reported_egfr_code_counts(self, ckd, code):
-        assert variants(ckd(egfr(59, code=code))) == ["egfr-low"]
+        assert variants(ckd(egfr(59, code=code))) == ["renal-dosing"]
 
     def test_egfr_written_in_ml_min_is_read_per_1_73_m2(self, ckd):
         [finding] = ckd(b.observation(b.EGFR, 45, "mL/min"))
@@ -362,9 +399,9 @@ class TestKidneyDiseaseByEgfr:
 
     def test_latest_egfr_wins(self, ckd):
         assert ckd(egfr(40, when="2026-05-01"), egfr(70)) == []
-        assert variants(ckd(egfr(70, when="2026-05-01"), egfr(40))) == ["egfr-low"]
+        assert variants(ckd(egfr(70, when="2026-05-01"), egfr(40))) == ["renal-dosing"]
 
-    @pytest.mark.parametrize(("comparator", "expected"), [(">", []), ("<", ["egfr-low"])])
+    @pytest.mark.parametrize(("comparator", "expected"), [(">", []), ("<", ["renal-dosing"])])
     def test_comparator_at_60(self, ckd, comparator, expected):
         assert variants(ckd(egfr(60, comparator=comparator))) == expected
 
@@ -375,7 +412,7 @@ class TestKidneyDiseaseByEgfr:
         """Female, 58 years, creatinine 1.2 mg/dL: CKD-EPI 2021 gives about 52."""
         lab = creatinine(1.2)
         [finding] = ckd(lab)
-        assert finding.variant == "egfr-low"
+        assert finding.variant == "renal-dosing"
         assert finding.values["egfr"] == "52 mL/min/1.73 m2"
         assert finding.values["stage"] == "G3a"
         assert f"Observation/{lab['id']}" in [d.source for d in finding.data]
@@ -396,8 +433,9 @@ class TestKidneyDiseaseByEgfr:
 
     def test_single_low_egfr_adds_a_note_about_3_months(self, ckd):
         [finding] = ckd(egfr(50))
-        assert len(finding.notes) == 1
-        assert "3 months" in finding.notes[0]
+        assert [n.key for n in finding.card_notes] == ["egfr-once"]
+        card = render({"kidney-disease": finding})["kidney-disease"]
+        assert "eGFR below 60 for more than 3 months" in card["detail"]
 
     @pytest.mark.parametrize(
         ("earlier", "note"),
@@ -411,11 +449,11 @@ class TestKidneyDiseaseByEgfr:
     )
     def test_two_low_egfrs_90_days_apart_need_no_note(self, ckd, earlier, note):
         [finding] = ckd(egfr(52, when=earlier), egfr(50))
-        assert bool(finding.notes) is note
+        assert bool(finding.card_notes) is note
 
     def test_an_earlier_normal_egfr_does_not_make_it_chronic(self, ckd):
         [finding] = ckd(egfr(75, when="2026-05-01"), egfr(50))
-        assert any("3 months" in note for note in finding.notes)
+        assert [n.key for n in finding.card_notes] == ["egfr-once"]
 
 
 CKD_3_TO_5 = [
@@ -436,22 +474,24 @@ class TestKidneyDiseaseListed:
     @pytest.mark.parametrize(("system", "code"), CKD_3_TO_5)
     def test_ckd_stage_3_to_5_fires_listed_even_with_normal_egfr(self, ckd, system, code):
         [finding] = ckd(condition(system, code, "CKD"), egfr(75))
-        assert finding.variant == "listed"
+        stage_4_5 = code in ("N18.4", "N18.5", "431857002", "433146000")
+        assert finding.variant == ("severe" if stage_4_5 else "renal-dosing")
         assert finding.values["egfr"] == "75 mL/min/1.73 m2"
-        assert finding.notes == ()
+        assert finding.values["kidney"] == "CKD on the problem list"
+        assert finding.card_notes == ()
 
     def test_listed_without_any_egfr_says_not_measured(self, ckd):
         [finding] = ckd(condition(ICD10CM, "N18.4", "Chronic kidney disease, stage 4"))
-        assert finding.variant == "listed"
+        assert finding.variant == "severe"
         assert finding.values["egfr"] == "not measured"
         assert finding.values["conditions"] == "Chronic kidney disease, stage 4"
 
     def test_listed_by_text_only(self, ckd):
         listed = b.condition(text="Chronic kidney disease stage 4")
-        assert variants(ckd(listed)) == ["listed"]
+        assert variants(ckd(listed)) == ["severe"]
 
     def test_icd10_without_dot_matches(self, ckd):
-        assert variants(ckd(condition(ICD10CM, "N1831"))) == ["listed"]
+        assert variants(ckd(condition(ICD10CM, "N1831"))) == ["renal-dosing"]
 
     @pytest.mark.parametrize(
         ("system", "code"),
@@ -482,9 +522,9 @@ class TestKidneyDiseaseListed:
     def test_kidney_failure_egfr_wins_over_esrd_listed(self, ckd):
         assert variants(ckd(b.esrd(), egfr(10))) == ["kidney-failure"]
 
-    def test_ckd_listed_with_low_egfr_is_egfr_low(self, ckd):
+    def test_ckd_listed_with_low_egfr_is_renal_dosing(self, ckd):
         [finding] = ckd(condition(ICD10CM, "N18.31", "CKD 3a"), egfr(50))
-        assert finding.variant == "egfr-low"
+        assert finding.variant == "renal-dosing"
         assert finding.values["conditions"] == "CKD 3a"
 
     @pytest.mark.parametrize("clinical", ["resolved", "inactive", "remission"])
@@ -504,18 +544,51 @@ class TestKidneyDiseaseListed:
         ]
 
 
+class TestKidneyDiseaseAlertFatigue:
+    """docs/card-topics.md, "Alert fatigue": eGFR 30 to 59 and CKD 3 only beside a
+    gabapentinoid; eGFR below 30, CKD 4 to 5, ESRD and dialysis always."""
+
+    @pytest.mark.parametrize("value", [59.9, 45, 30])
+    def test_egfr_30_to_59_without_a_gabapentinoid_is_silent(self, value):
+        assert ckd_alone(egfr(value)) == []
+
+    @pytest.mark.parametrize("code", ["N18.3", "N18.30", "N18.31", "N18.32"])
+    def test_ckd_3_without_a_gabapentinoid_is_silent(self, code):
+        assert ckd_alone(condition(ICD10CM, code, "CKD 3"), egfr(50)) == []
+
+    @pytest.mark.parametrize(("value", "expected"), [(29.9, "severe"), (15, "severe"),
+        (14.9, "kidney-failure")])  # fmt: skip
+    def test_egfr_below_30_fires_always(self, value, expected):
+        assert variants(ckd_alone(egfr(value))) == [expected]
+
+    @pytest.mark.parametrize(("code", "expected"), [("N18.4", "severe"), ("N18.5", "severe"),
+        ("N18.6", "esrd-listed"), ("Z99.2", "dialysis")])  # fmt: skip
+    def test_ckd_4_to_5_esrd_and_dialysis_fire_always(self, code, expected):
+        assert variants(ckd_alone(condition(ICD10CM, code, "kidney"), egfr(50))) == [expected]
+
+    def test_a_stopped_gabapentinoid_does_not_count(self):
+        stopped = b.medication_request(text="gabapentin 300 MG Oral Capsule", status="stopped")
+        assert ckd_alone(egfr(45), stopped) == []
+
+    @pytest.mark.parametrize("text", ["pregabalin 75 MG Oral Capsule", "Horizant 600 MG"])
+    def test_any_gabapentinoid_counts(self, text):
+        assert variants(ckd_alone(egfr(45), b.medication_request(text=text))) == ["renal-dosing"]
+
+
 class TestKidneyDiseaseCards:
     @pytest.mark.parametrize(
         ("resources", "variant_", "indicator"),
         [
-            ((egfr(50),), "egfr-low", "info"),
-            ((condition(ICD10CM, "N18.4", "CKD 4"), egfr(75)), "listed", "info"),
+            ((egfr(50), GABA), "renal-dosing", "info"),
+            ((egfr(22),), "severe", "info"),
+            ((condition(ICD10CM, "N18.4", "CKD 4"), egfr(75)), "severe", "info"),
             ((b.esrd(),), "esrd-listed", "warning"),
             ((egfr(12),), "kidney-failure", "warning"),
             ((dialysis(),), "dialysis", "warning"),
         ],
-        ids=["egfr-low", "listed", "esrd-listed", "kidney-failure", "dialysis"],
-    )
+        ids=["renal-dosing", "severe", "severe-listed", "esrd-listed", "kidney-failure",
+             "dialysis"],
+    )  # fmt: skip
     def test_indicator_per_variant(self, resources, variant_, indicator):
         found = b.findings(*resources)
         assert found["kidney-disease"].variant == variant_
@@ -523,10 +596,29 @@ class TestKidneyDiseaseCards:
         assert card["indicator"] == indicator
         assert "suggestions" not in card
 
-    def test_egfr_low_summary_names_value_and_stage(self):
-        card = render(b.findings(egfr(42)))["kidney-disease"]
-        assert "42 mL/min/1.73 m2" in card["summary"]
-        assert "G3b" in card["summary"]
+    def test_renal_dosing_summary_names_drug_value_and_stage(self):
+        card = render(b.findings(egfr(42), GABA))["kidney-disease"]
+        assert card["summary"] == (
+            "RLS on gabapentin: eGFR 42 mL/min/1.73 m2 (KDIGO G3b); dose it for kidney function"
+        )
+        assert "secondary cause" not in card["summary"] + card["detail"]
+
+    @pytest.mark.parametrize(
+        ("resources", "source"),
+        [
+            ((egfr(42), GABA), "KDIGO"),
+            ((egfr(22),), "KDIGO"),
+            ((b.esrd(),), "end-stage renal disease"),
+            ((egfr(12),), "end-stage renal disease"),
+            ((dialysis(),), "end-stage renal disease"),
+        ],
+        ids=["renal-dosing", "severe", "esrd-listed", "kidney-failure", "dialysis"],
+    )
+    def test_source_matches_the_stage(self, resources, source):
+        card = render(b.findings(*resources))["kidney-disease"]
+        assert source in card["source"]["label"]
+        if source == "KDIGO":
+            assert "end-stage" not in json.dumps(card)
 
     def test_silent_when_labs_are_unavailable(self):
         assert "kidney-disease" not in b.findings(b.esrd(), unavailable=frozenset({"labs"}))
@@ -560,7 +652,7 @@ class TestGabapentinAboveLimit:
         assert finding.variant == "above-limit"
         assert finding.values["drug"] == "Gabapentin"
         assert (finding.values["dose"], finding.values["limit"]) == ("1800", "1400")
-        assert finding.values["kidney"] == "eGFR 40 mL/min/1.73 m2"
+        assert finding.values["kidney"] == "at eGFR 40 mL/min/1.73 m2"
 
     @pytest.mark.parametrize(
         "dosage", [TID_STRUCTURED, TID_TEXT, TID_CODE, TID_CAPSULES],
@@ -695,7 +787,11 @@ class TestGabapentinBands:
             (15.1, 700, None),
             (15, 700, "300"),  # 15 is the "15 or less" row
             (15, 300, None),
-            (10, 400, "300"),
+            (14, 300, "280"),  # below 15: the limit shrinks in proportion to the clearance
+            (10, 400, "200"),
+            (10, 200, None),
+            (7.5, 200, "150"),  # the label's example: CrCl 7.5 takes half of CrCl 15
+            (7.5, 150, None),
         ],
     )
     def test_band_edges(self, dose, clearance, daily_mg, limit):
@@ -707,11 +803,14 @@ class TestGabapentinBands:
         [
             (40, "gabapentin", 700, 2),
             (20, "gabapentin", 700, 1),
-            (10, "gabapentin", 300, 1),
+            (15, "gabapentin", 300, 1),
+            (10, "gabapentin", 200, 1),
+            (7.5, "gabapentin 100 MG Oral Capsule", 100, 1),
             (40, "gabapentin 300 MG Oral Capsule", 600, 2),
             (20, "gabapentin 100 MG Oral Capsule", 700, 1),
             (20, "gabapentin 600 MG Oral Tablet", 600, 1),
-            (10, "gabapentin 300 MG Oral Capsule", 300, 1),
+            (15, "gabapentin 300 MG Oral Capsule", 300, 1),
+            (10, "gabapentin 100 MG Oral Capsule", 200, 1),
         ],
     )
     def test_suggested_dose_per_band(self, dose, clearance, product, suggested, per_day):
@@ -733,7 +832,14 @@ class TestGabapentinBands:
     def test_esrd_without_dialysis_uses_the_egfr(self, dose):
         """N18.6 alone is not the haemodialysis row: the eGFR decides."""
         found = dose(order(structured(600, 1)), b.esrd(), egfr(12))
-        assert [f.values["limit"] for f in found] == ["300"]
+        assert [f.values["limit"] for f in found] == ["240"]  # 300 x 12/15
+
+    def test_below_15_no_whole_capsule_fits_and_the_card_says_so(self, dose):
+        product = "gabapentin 300 MG Oral Capsule"
+        [finding] = dose(order(structured(300, 1), text=product, code=None), egfr(10))
+        assert finding.values["limit"] == "200"
+        assert finding.targets[0].update is None
+        assert "no whole tablet" in finding.notes[0]
 
 
 class TestPregabalin:
@@ -796,14 +902,14 @@ class TestGabapentinEnacarbil:
     def test_not_recommended_on_dialysis(self, dose, med):
         [finding] = dose(med, dialysis())
         assert finding.variant == "not-recommended"
-        assert finding.values["drug"] == "Gabapentin enacarbil"
+        assert finding.values["drug"] == "Horizant"
         (target,) = finding.targets  # to cancel (order hooks), never to adjust
         assert target.reference.startswith("MedicationRequest/") and target.update is None
 
     def test_not_recommended_card_is_a_warning_without_suggestion(self):
         card = render(b.findings(horizant(600), dialysis()))["gabapentinoid-renal-dose"]
         assert card["indicator"] == "warning"
-        assert "haemodialysis" in card["summary"]
+        assert card["summary"].startswith("Horizant is not recommended on dialysis (label)")
         assert "suggestions" not in card
 
     def test_not_recommended_on_dialysis_even_without_a_readable_dose(self, dose):
@@ -813,12 +919,12 @@ class TestGabapentinEnacarbil:
     def test_horizant_is_judged_as_enacarbil_not_gabapentin(self, dose):
         """1200 mg/day at eGFR 40: within gabapentin's 1400, above enacarbil's 600."""
         [finding] = dose(horizant(600, 2), egfr(40))
-        assert finding_values([finding]) == ("Gabapentin enacarbil", "1200", "600")
+        assert finding_values([finding]) == ("Horizant", "1200", "600")
 
     def test_gabapentin_enacarbil_text_is_judged_as_enacarbil(self, dose):
         med = order(structured(600, 2), text="gabapentin enacarbil 600 MG ER tablet", code=None)
         [finding] = dose(med, egfr(40))
-        assert finding.values["drug"] == "Gabapentin enacarbil"
+        assert finding.values["drug"] == "Horizant"
 
     @pytest.mark.parametrize(
         ("clearance", "daily_mg", "limit"),
@@ -923,14 +1029,14 @@ class TestCockcroftGault:
     def test_weight_makes_the_clearance_cockcroft_gault(self, dose):
         """Female 58 y, 60 kg, creatinine 1.0: CrCl 58 (band 30-59)."""
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(60))
-        assert finding.values["kidney"] == "CrCl 58 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 58 mL/min (Cockcroft-Gault)"
         assert finding.values["limit"] == "1400"
 
     def test_crcl_40_by_cockcroft_gault(self, dose):
         """Female 58 y, 62 kg, creatinine 1.5 mg/dL: CrCl 40."""
         [finding] = dose(gabapentin_1800(), creatinine(1.5), weight(62))
         assert finding.variant == "above-limit"
-        assert finding.values["kidney"] == "CrCl 40 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 40 mL/min (Cockcroft-Gault)"
         assert (finding.values["dose"], finding.values["limit"]) == ("1800", "1400")
         dosage = finding.targets[0].update["dosageInstruction"][0]
         assert dosage["doseAndRate"][0]["doseQuantity"]["value"] == 600  # 2 x 300 mg
@@ -938,16 +1044,16 @@ class TestCockcroftGault:
     def test_measured_body_weight_code_counts(self, dose):
         measured = b.observation("3141-9", 62, "kg")
         [finding] = dose(gabapentin_1800(), creatinine(1.5), measured)
-        assert finding.values["kidney"] == "CrCl 40 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 40 mL/min (Cockcroft-Gault)"
 
     def test_creatinine_in_umol_for_cockcroft_gault(self, dose):
         lab = creatinine(132.6, "umol/L", code=b.CREATININE_UMOL)
         [finding] = dose(gabapentin_1800(), lab, weight(62))
-        assert finding.values["kidney"] == "CrCl 40 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 40 mL/min (Cockcroft-Gault)"
 
     def test_weight_in_pounds(self, dose):
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(132.28, "[lb_av]"))
-        assert finding.values["kidney"] == "CrCl 58 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 58 mL/min (Cockcroft-Gault)"
 
     def test_sex_factor_085(self, dose):
         """Same data in a man: CrCl 68, top row, 1800 mg/day is fine."""
@@ -956,7 +1062,7 @@ class TestCockcroftGault:
     def test_crcl_low_while_egfr_normal_fires(self, dose):
         """45 kg, creatinine 1.0: eGFR 65 but CrCl 44. The label means CrCl."""
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(45))
-        assert finding.values["kidney"] == "CrCl 44 mL/min (Cockcroft-Gault)"
+        assert finding.values["kidney"] == "at CrCl 44 mL/min (Cockcroft-Gault)"
         assert finding.values["limit"] == "1400"
 
     def test_crcl_normal_while_egfr_low_is_silent(self, dose):
@@ -968,11 +1074,11 @@ class TestCockcroftGault:
 
     def test_old_weight_falls_back_to_egfr(self, dose):
         [finding] = dose(gabapentin_1800(), creatinine(1.5), weight(120, when=OLD))
-        assert finding.values["kidney"] == "eGFR 40 mL/min/1.73 m2"
+        assert finding.values["kidney"] == "at eGFR 40 mL/min/1.73 m2"
 
     def test_no_sex_falls_back_to_reported_egfr(self, dose):
         [finding] = dose(gabapentin_1800(), creatinine(1.0), weight(120), egfr(40), gender=None)
-        assert finding.values["kidney"] == "eGFR 40 mL/min/1.73 m2"
+        assert finding.values["kidney"] == "at eGFR 40 mL/min/1.73 m2"
 
     def test_data_cite_creatinine_and_weight(self, dose):
         lab, kg = creatinine(1.0), weight(45)

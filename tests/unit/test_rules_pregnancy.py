@@ -483,13 +483,17 @@ class TestNoDopaminergicOrGabapentinoidSuggestionInPregnancy:
 
 
 def test_ferritin_is_offered_once_in_pregnancy():
-    """Both cards fire with no ferritin; only the pregnancy card carries the order."""
+    """One card per action: the pregnancy card carries the ferritin order and iron-studies-due
+    does not fire beside it (docs/card-topics.md, "Card text")."""
     pregnant = b.condition(b.coding(b.SNOMED, "77386006"), onset="2026-06-01")
     found = b.findings(pregnant, b.kidney_ok())
     cards = {
         card["source"]["topic"]["code"]: card
         for card in CardRenderer(b.KNOWLEDGE).render(found.values(), b.PATIENT_ID, b.NOW)
     }
-    assert "suggestions" not in cards["iron-studies-due"]
-    assert "pregnancy card offers the ferritin order" in cards["iron-studies-due"]["detail"]
+    assert "iron-studies-due" not in cards
     assert len(cards["pregnancy"]["suggestions"]) == 1
+
+
+def test_iron_studies_due_still_fires_when_not_pregnant():
+    assert "iron-studies-due" in b.findings(b.kidney_ok())

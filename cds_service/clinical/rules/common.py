@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from cds_service.clinical.facts import ConditionFact, LabResult, MedicationFact, OrderFact
 from cds_service.clinical.findings import DataPoint
+from cds_service.clinical.indications import IndicationDef
 from cds_service.clinical.picture import PatientPicture
 
 #: "Recent" in docs/card-topics.md: within the last 12 months of the evaluation time.
@@ -14,18 +15,21 @@ RECENT = "recent_days"
 
 
 class Params(Mapping[str, float]):
-    """A rule's own thresholds (read like a mapping), plus other cards' thresholds and the
-    renal dose tables, for rules that depend on another topic's knowledge (pregnancy)."""
+    """A rule's own thresholds (read like a mapping), plus other cards' thresholds, the
+    renal dose tables and the indications, for rules that depend on more of the knowledge
+    than numbers (pregnancy, doses, what a drug is given for)."""
 
     def __init__(
         self,
         own: Mapping[str, float],
         every: Mapping[str, Mapping[str, float]],
         dosing: Mapping[str, object] | None = None,
+        indications: Mapping[str, IndicationDef] | None = None,
     ):
         self._own = own
         self._every = every
         self.dosing = dosing or {}
+        self.indications: Mapping[str, IndicationDef] = indications or {}
 
     def __getitem__(self, key: str) -> float:
         return self._own[key]

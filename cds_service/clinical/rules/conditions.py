@@ -55,11 +55,19 @@ def peripheral_arterial_disease(picture: PatientPicture, t: Params) -> list[Find
 
 
 def prior_dvt(picture: PatientPicture, t: Params) -> list[Finding]:
-    """`prior-dvt`: a DVT in the past (history code, chronic DVT, or an acute DVT that has
-    resolved). An active acute DVT (I82.4-) is a current clot, not a history: no card."""
+    """`prior-dvt`: a DVT in the past: a history code, a chronic DVT, an acute DVT that has
+    resolved, or an acute-DVT entry that began more than `acute_dvt_history_days` ago even
+    when still marked active (problem lists keep such entries active for years). An acute DVT
+    begun within that time is a current clot, not a history: no card; nor one with no date,
+    which cannot be told from a current clot."""
+    earliest = picture.now - t.window("acute_dvt_history_days")
     found = [
         *picture.conditions_in(DVT_HISTORY),
-        *(c for c in picture.conditions_in(DVT_ACUTE) if c.clinical_status in PAST),
+        *(
+            c
+            for c in picture.conditions_in(DVT_ACUTE)
+            if c.clinical_status in PAST or (c.since is not None and c.since < earliest)
+        ),
     ]
     findings = _problem_card(
         picture, t, "prior-dvt", found, "order-venous-duplex", "A venous duplex"

@@ -60,22 +60,19 @@ def studies_due(picture: PatientPicture, t: Params) -> list[Finding]:
         return []
     if pending(picture, ORDER_IRON, window):
         return []
-    # In pregnancy the pregnancy card offers the ferritin order (with its pregnancy
-    # target): offering it here too would let one click order it twice.
-    pregnant = pregnancy.is_pregnant(picture, t)
-    suggestions = () if pregnant else None
-    notes = ("The pregnancy card offers the ferritin order.",) if pregnant else ()
+    # One card per action in pregnancy: the pregnancy card carries the ferritin order (with
+    # its pregnancy target), so this card does not fire beside it (docs/card-topics.md).
+    if pregnancy.is_pregnant(picture, t):
+        return []
     older = next(iter(picture.on_record(FERRITIN)), None)
     if older is None:
-        return [Finding("iron-studies-due", "never", {}, suggestions=suggestions, notes=notes)]
+        return [Finding("iron-studies-due", "never", {})]
     return [
         Finding(
             "iron-studies-due",
             "outdated",
             {"last_ferritin": format_lab(older), "last_date": older.effective.date().isoformat()},
             data=(data_point(older),),
-            suggestions=suggestions,
-            notes=notes,
         )
     ]
 

@@ -8,14 +8,14 @@ by creatinine clearance (cards/gabapentinoid-renal-dose.toml).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 from cds_service.clinical.dosing import DoseBand, DrugDosing, daily_dose_mg, product_strength_mg
-from cds_service.clinical.facts import LabResult, MedicationFact
-from cds_service.clinical.findings import DataPoint, Finding, Target
-from cds_service.clinical.kidney import KidneyFunction, kidney_function
+from cds_service.clinical.facts import ConditionFact, LabResult, MedicationFact
+from cds_service.clinical.findings import CardNote, DataPoint, Evidence, Finding, Target
+from cds_service.clinical.kidney import UNKNOWN_PHRASE, KidneyFunction, kidney_function
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
     Params,
@@ -33,6 +33,7 @@ from cds_service.clinical.rules.pregnancy import is_pregnant
 CREATININE = "creatinine"
 EGFR = "egfr"
 CKD = "ckd-stage-3-5"
+CKD_4_5 = "ckd-stage-4-5"
 ESRD = "esrd-dialysis"
 DIALYSIS = "dialysis"
 ORDER_KIDNEY = "order-kidney-function"
@@ -44,24 +45,29 @@ FREQUENCY_WORDS = {
     2: "twice daily",
     3: "three times daily",
 }
-#: A reduced eGFR must persist this long to mean chronic kidney disease (KDIGO).
-CHRONIC = timedelta(days=90)
 
 
 def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
-    """`renal-function-due`: no creatinine or eGFR within the recency window, none ordered."""
+    """`renal-function-due` (docs/card-topics.md, "Alert fatigue"): no creatinine or eGFR
+    ever on record, or an active gabapentinoid with none in the recency window; none ordered,
+    and never with ESRD or dialysis on the problem list (their kidney function is known to be
+    failing and followed by the kidney team)."""
     window = t.window()
+    if picture.active_conditions(ESRD) or picture.active_conditions(DIALYSIS):
+        return []
     if picture.latest(CREATININE, window) or picture.latest(EGFR, window):
         return []
     if pending(picture, ORDER_KIDNEY, window):
         return []
-    notes: tuple[str, ...] = ()
     gabapentinoids = _gabapentinoids(picture)
+    older = [r for r in (*picture.on_record(CREATININE), *picture.on_record(EGFR)) if r.reported]
+    if older and not gabapentinoids:
+        return []  # a result on record, none needed for a dose: no yearly reminder
+    notes: tuple[str, ...] = ()
     if gabapentinoids:
         notes = (
             f"The patient takes {names(gabapentinoids)}, whose dose depends on kidney function.",
         )
-    older = [r for r in (*picture.on_record(CREATININE), *picture.on_record(EGFR)) if r.reported]
     if not older:
         return [Finding("renal-function-due", "never", {}, notes=notes)]
     last = max(older, key=lambda r: r.effective)
@@ -69,7 +75,10 @@ def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
         Finding(
             "renal-function-due",
             "outdated",
-            {"last_result": format_lab(last), "last_date": last.effective.date().isoformat()},
+            {
+                "last_result": format_lab(last),
+                "last_date": last.effective.date().isoformat(),
+            },
             data=(data_point(last),),
             notes=notes,
         )
@@ -77,35 +86,51 @@ def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
 
 
 def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
-    """`kidney-disease`: recent eGFR below 60, or CKD stage 3 to 5, ESRD or dialysis listed."""
+    """`kidney-disease` (docs/card-topics.md, "Alert fatigue"): always at eGFR below
+    `egfr_always_below`, CKD 4 to 5, ESRD or dialysis; at eGFR below `egfr_below` or CKD
+    stage 3 on the list only beside an active gabapentinoid, as a renal-dosing card."""
     egfr = picture.latest(EGFR, t.window())
     dialysis = picture.active_conditions(DIALYSIS)
     listed = [c for c in picture.conditions if c.active and ({CKD, ESRD, DIALYSIS} & c.value_sets)]
+    advanced = [c for c in listed if {CKD_4_5, ESRD, DIALYSIS} & c.value_sets]
     low = egfr is not None and below(egfr, t["egfr_below"])
+    severe = egfr is not None and below(egfr, t["egfr_always_below"])
     if not (low or listed):
         return []
+    gabapentinoids = _gabapentinoids(picture)
+    if not (severe or advanced or gabapentinoids):
+        return []
     data: list[DataPoint] = [condition_point(c) for c in listed]
-    notes: list[str] = []
+    card_notes: list[CardNote] = []
     values = {"conditions": names(listed), "egfr": "not measured", "stage": ""}
     if egfr is not None:
         data += lab_points(egfr)
         values |= {"egfr": format_lab(egfr), "stage": kdigo_stage(egfr.value)}
         if low and not _persistent(picture, t):
-            notes.append(
-                "Only one reduced eGFR: chronic kidney disease needs eGFR below "
-                f"{t['egfr_below']:g} for more than 3 months; consider repeating it."
-            )
+            card_notes.append(CardNote("egfr-once"))
     if dialysis:
         variant = "dialysis"
     elif failing_egfr(picture, t) is not None:
         variant = "kidney-failure"
     elif any(ESRD in c.value_sets for c in listed):
         variant = "esrd-listed"
-    elif low:
-        variant = "egfr-low"
+    elif severe or advanced:
+        variant = "severe"
     else:
-        variant = "listed"
-    return [Finding("kidney-disease", variant, values, tuple(data), notes=tuple(notes))]
+        variant = "renal-dosing"
+        data += [medication_point(m) for m in gabapentinoids]
+    values |= {
+        "kidney": _kidney_words(egfr if low else None, advanced or listed),
+        "medications": names(gabapentinoids),
+    }
+    return [Finding("kidney-disease", variant, values, tuple(data), card_notes=tuple(card_notes))]
+
+
+def _kidney_words(egfr: LabResult | None, listed: list[ConditionFact]) -> str:
+    """ "eGFR 22 mL/min/1.73 m2 (KDIGO G4)", or the problem-list entry when no low eGFR."""
+    if egfr is not None:
+        return f"eGFR {format_lab(egfr)} (KDIGO {kdigo_stage(egfr.value)})"
+    return f"{names(listed)} on the problem list"
 
 
 def failing_egfr(picture: PatientPicture, t: Mapping[str, float]) -> LabResult | None:
@@ -133,43 +158,71 @@ def _persistent(picture: PatientPicture, t: Params) -> bool:
     if not reduced:
         return False
     newest = max(r.effective for r in reduced)
-    return any(newest - r.effective >= CHRONIC for r in reduced)
+    return any(newest - r.effective >= t.window("chronic_days") for r in reduced)
 
 
 def _gabapentinoids(picture: PatientPicture) -> list[MedicationFact]:
     return [m for m in picture.medications if set(GABAPENTINOIDS) & m.value_sets]
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """One gabapentinoid checked against its product's label."""
+
+    medication: MedicationFact
+    drug: DrugDosing
+    band: DoseBand | None
+    """The label row that applies; None without kidney function or on dialysis unrecommended."""
+    dose: float | None
+    limit: float | None
+    clearance: float | None = None
+    """The clearance the limit was read at (a proportional reduction scales with it)."""
+
+
 class GabapentinoidDose:
-    """`gabapentinoid-renal-dose`, bound to the label dose tables of the card definition."""
+    """`gabapentinoid-renal-dose`, bound to the label dose tables of the card definition.
+
+    Each product has its own label (Neurontin, Gralise, Horizant, Lyrica, Lyrica CR): a
+    medication is checked against the first product, in card-file order, whose value set it
+    is in. A dose above the product's absolute maximum fires whatever the kidney function,
+    including when it is not known.
+    """
 
     def __init__(self, dosing: Mapping[str, DrugDosing]):
-        self._by_value_set = {drug.value_set: drug for drug in dosing.values()}
-        missing = set(GABAPENTINOIDS) - set(self._by_value_set)
+        self._products = tuple(dosing.values())
+        missing = set(GABAPENTINOIDS) - {drug.value_set for drug in self._products}
         if missing:
             raise ValueError(f"no renal dose table for {sorted(missing)}")
 
     def check(self, picture: PatientPicture, t: Params) -> list[Finding]:
         kidney = kidney_function(picture, t.window())
         medications = _gabapentinoids(picture)
-        if kidney is None or not medications:
+        if not medications:
             return []
-        above: list[tuple[MedicationFact, DrugDosing, DoseBand, float]] = []
-        unknown: list[tuple[MedicationFact, DrugDosing, DoseBand]] = []
-        avoid: list[tuple[MedicationFact, DrugDosing]] = []
+        above: list[_Checked] = []
+        maximum: list[_Checked] = []
+        unknown: list[_Checked] = []
+        avoid: list[_Checked] = []
         for medication in medications:
             drug = self._drug(medication)
-            band = drug.dialysis if kidney.clearance is None else drug.band(kidney.clearance)
-            if band is None:
-                avoid.append((medication, drug))
-                continue
             dose = daily_dose_mg(medication.dosages, medication.name)
+            if kidney is None:
+                if dose is not None and dose > drug.max_daily_mg + 1e-6:
+                    maximum.append(_Checked(medication, drug, None, dose, drug.max_daily_mg))
+                continue
+            clearance = kidney.band_clearance
+            band = drug.dialysis if clearance is None else drug.band(clearance)
+            if band is None or not band.recommended:
+                avoid.append(_Checked(medication, drug, band, dose, None))
+                continue
+            limit = band.limit_mg(kidney.clearance)
+            checked = _Checked(medication, drug, band, dose, limit, kidney.clearance)
             if dose is None:
                 if band is not drug.bands[0]:
-                    unknown.append((medication, drug, band))
-            elif dose > band.max_daily_mg + 1e-6:
-                above.append((medication, drug, band, dose))
-        finding = self._finding(kidney, above, unknown, avoid)
+                    unknown.append(checked)
+            elif dose > limit + 1e-6:
+                above.append(checked)
+        finding = self._finding(kidney, above, maximum, unknown, avoid)
         if finding and is_pregnant(picture, t):
             # Gabapentinoids are not advised in pregnancy: no one-click order that keeps one
             # going, whatever the dose.
@@ -186,54 +239,70 @@ class GabapentinoidDose:
         return finding
 
     def _drug(self, medication: MedicationFact) -> DrugDosing:
-        value_set = next(v for v in GABAPENTINOIDS if v in medication.value_sets)
-        return self._by_value_set[value_set]
+        return next(d for d in self._products if d.value_set in medication.value_sets)
 
     def _finding(
         self,
-        kidney: KidneyFunction,
-        above: list[tuple[MedicationFact, DrugDosing, DoseBand, float]],
-        unknown: list[tuple[MedicationFact, DrugDosing, DoseBand]],
-        avoid: list[tuple[MedicationFact, DrugDosing]],
+        kidney: KidneyFunction | None,
+        above: list[_Checked],
+        maximum: list[_Checked],
+        unknown: list[_Checked],
+        avoid: list[_Checked],
     ) -> list[Finding]:
-        if not (above or unknown or avoid):
+        if not (above or maximum or unknown or avoid):
             return []
+        phrase = kidney.phrase() if kidney is not None else UNKNOWN_PHRASE
         data: list[DataPoint] = []
         lines: list[str] = []
-        for medication, _drug, band, dose in above:
-            data.append(medication_point(medication, f"{dose:g} mg/day"))
+        for c in above:
+            data.append(medication_point(c.medication, f"{c.dose:g} mg/day"))
             lines.append(
-                f"{medication.name}: {dose:g} mg/day, label limit {band.max_daily_mg:g} mg/day"
+                f"{c.medication.name}: {c.dose:g} mg/day, label limit {c.limit:g} mg/day {phrase}"
             )
-        for medication, _drug, band in unknown:
-            data.append(medication_point(medication, "daily dose not readable"))
+        for c in maximum:
+            data.append(medication_point(c.medication, f"{c.dose:g} mg/day"))
             lines.append(
-                f"{medication.name}: daily dose not readable, "
-                f"label limit {band.max_daily_mg:g} mg/day"
+                f"{c.medication.name}: {c.dose:g} mg/day, above the label maximum of "
+                f"{c.limit:g} mg/day"
             )
-        for medication, drug in avoid:
-            data.append(medication_point(medication))
-            lines.append(f"{medication.name}: {drug.name} is not recommended on haemodialysis")
+        for c in unknown:
+            data.append(medication_point(c.medication, "daily dose not readable"))
+            lines.append(
+                f"{c.medication.name}: daily dose not readable, label limit {c.limit:g} mg/day"
+            )
+        for c in avoid:
+            data.append(medication_point(c.medication))
+            row = c.band.label_note if c.band is not None else "not recommended on haemodialysis"
+            lines.append(f"{c.medication.name}: {c.drug.description}, {row}")
         data += _kidney_points(kidney)
         if avoid:
-            variant = "not-recommended"
-            medication, drug = avoid[0]
-            values = {"drug": drug.name, "dose": "", "limit": ""}
-        elif above:
-            variant = "above-limit"
-            medication, drug, band, dose = above[0]
-            values = {"drug": drug.name, "dose": f"{dose:g}", "limit": f"{band.max_daily_mg:g}"}
+            variant, first = "not-recommended", avoid[0]
+        elif above or maximum:
+            variant, first = ("above-limit", above[0]) if above else ("above-maximum", maximum[0])
         else:
-            variant = "dose-unknown"
-            medication, drug, band = unknown[0]
-            values = {"drug": drug.name, "dose": "", "limit": f"{band.max_daily_mg:g}"}
-        values |= {
-            "kidney": kidney.describe(),
-            "medications": "; ".join(lines),
-        }
+            variant, first = "dose-unknown", unknown[0]
+        changes = [(c, _updated(c.medication, c)) for c in (*above, *maximum)]
         adjusted = tuple(
-            Target(m.source, m.name, _updated(m, band)) for m, _, band, _ in above if m.is_request
+            Target(c.medication.source, c.medication.name, change[0] if change else None)
+            for c, change in changes
+            if c.medication.is_request
         )
+        doses = [(c, change[1]) for c, change in changes if change and c.medication.is_request]
+        new_dose = (
+            doses[0][1]
+            if len(doses) == 1
+            else "; ".join(f"{c.drug.name} {text}" for c, text in doses)
+        )
+        values = {
+            "drug": first.drug.name,
+            "product": first.drug.description,
+            "dose": f"{first.dose:g}" if first.dose is not None else "",
+            "limit": f"{first.limit:g}" if first.limit is not None else "",
+            "kidney": phrase,
+            "medications": "; ".join(lines),
+            "instead": first.drug.instead,
+            "new_dose": new_dose,
+        }
         notes = tuple(
             f"{t.name}: no whole tablet of this strength fits the dose for this kidney "
             "function; choose a lower strength."
@@ -241,7 +310,10 @@ class GabapentinoidDose:
             if t.update is None
         )
         # A drug the label does not recommend here can only be cancelled, not adjusted.
-        targets = adjusted + tuple(Target(m.source, m.name) for m, _ in avoid if m.is_request)
+        targets = adjusted + tuple(
+            Target(c.medication.source, c.medication.name) for c in avoid if c.medication.is_request
+        )
+        cited = list(dict.fromkeys(c.drug for c in (first, *avoid, *above, *maximum, *unknown)))
         return [
             Finding(
                 "gabapentinoid-renal-dose",
@@ -250,11 +322,14 @@ class GabapentinoidDose:
                 tuple(data),
                 notes=notes,
                 targets=targets,
+                evidence=tuple(Evidence(d.source_label, d.source_url) for d in cited),
             )
         ]
 
 
-def _kidney_points(kidney: KidneyFunction) -> list[DataPoint]:
+def _kidney_points(kidney: KidneyFunction | None) -> list[DataPoint]:
+    if kidney is None:
+        return [DataPoint("Kidney function for dosing", "not known (no recent result)", None, "")]
     if kidney.dialysis is not None:
         return [condition_point(kidney.dialysis)]
     when = kidney.labs[0].effective if kidney.labs else None
@@ -264,22 +339,33 @@ def _kidney_points(kidney: KidneyFunction) -> list[DataPoint]:
     return [data_point(lab) for lab in kidney.labs]
 
 
-def _updated(medication: MedicationFact, band: DoseBand) -> dict[str, Any] | None:
-    """The order with its dosage replaced by a dose inside the band (route kept).
+def _updated(medication: MedicationFact, checked: _Checked) -> tuple[dict[str, Any], str] | None:
+    """The order with its dosage replaced by a dose inside the limit (route kept), and that
+    dose in words ("150 mg twice daily (300 mg/day)"); None when none can be offered.
 
-    The dose is the band's suggested dose rounded down to whole tablets of the ordered
-    product, so the update can be dispensed as written; ``meta`` is the EHR's and is dropped.
+    The dose is the row's suggested dose (reduced in proportion where the label says so),
+    rounded down to whole tablets of the ordered product, so the update can be dispensed as
+    written; ``meta`` is the EHR's and is dropped. A ``category`` sent as one object (the CDS
+    Hooks Sandbox does) is put in the list FHIR R4 asks for, so the update stays valid.
     """
+    band = checked.band or checked.drug.bands[0]
     if medication.raw is None:
         return None
-    dose = band.suggested_dose_mg
+    assert band.suggested_times_per_day is not None
+    clearance = checked.clearance
+    dose = band.suggested_mg(clearance)
+    times = band.suggested_times_per_day
+    limit = checked.limit or band.limit_mg(clearance)
+    dose = min(dose, limit / times) if times >= 1 else dose
     strength = product_strength_mg(medication.name)
     if strength is not None:
-        if strength > dose:  # no whole tablet of this product fits: the card says so
+        if strength > dose + 1e-9:  # no whole tablet of this product fits: the card says so
             return None
         dose = strength * (dose // strength)
-    note = band.label_note
-    times = band.suggested_times_per_day
+    elif dose != int(dose):
+        dose = float(int(dose))
+    if dose <= 0:
+        return None
     original = medication.raw.get("dosageInstruction")
     route = original[0].get("route") if isinstance(original, list) and original else None
     timing = (
@@ -287,8 +373,10 @@ def _updated(medication: MedicationFact, band: DoseBand) -> dict[str, Any] | Non
         if times < 1
         else {"repeat": {"frequency": int(times), "period": 1, "periodUnit": "d"}}
     )
+    how_often = FREQUENCY_WORDS.get(times, f"{times:g} times daily")
+    words = f"{dose:g} mg {how_often} ({dose * times:g} mg/day)"
     dosage: dict[str, Any] = {
-        "text": f"{dose:g} mg {FREQUENCY_WORDS.get(times, f'{times:g} times daily')} ({note})",
+        "text": f"{dose:g} mg {how_often} ({band.label_note})",
         "timing": timing,
         "doseAndRate": [
             {
@@ -304,4 +392,6 @@ def _updated(medication: MedicationFact, band: DoseBand) -> dict[str, Any] | Non
     if isinstance(route, dict):
         dosage["route"] = route
     updated = {key: value for key, value in medication.raw.items() if key != "meta"}
-    return {**updated, "dosageInstruction": [dosage]}
+    if isinstance(updated.get("category"), dict):
+        updated["category"] = [updated["category"]]
+    return {**updated, "dosageInstruction": [dosage]}, words

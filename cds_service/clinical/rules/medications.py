@@ -7,11 +7,15 @@ cannot be cancelled from here, and the card says so.
 
 from __future__ import annotations
 
-from cds_service.clinical.findings import Finding, Target
+from dataclasses import replace
+
+from cds_service.clinical.findings import CardNote, Finding, Target
+from cds_service.clinical.indications import indication_on_record
 from cds_service.clinical.picture import PatientPicture
-from cds_service.clinical.rules.common import Params, medication_point, names
+from cds_service.clinical.rules.common import Params, condition_point, medication_point, names
 from cds_service.clinical.rules.pregnancy import is_pregnant
 
+PARKINSON = "parkinson-disease"
 REPORTED_ONLY = (
     "{names} is recorded as taken by the patient, not as an order here: "
     "stopping it means telling the patient and updating the medication list."
@@ -38,7 +42,33 @@ def _class_card(picture: PatientPicture, topic: str, value_set: str, variant: st
 
 
 def sedating_antihistamine(picture: PatientPicture, t: Params) -> list[Finding]:
-    return _class_card(picture, "sedating-antihistamine", "sedating-antihistamine", "default")
+    """By indication (docs/card-topics.md, "Sedating antihistamines"): a non-sedating
+    antihistamine replaces the drug only when an allergic indication is on record (the
+    order's reason, else the problem list); otherwise the card offers stopping or reviewing
+    it with nothing pre-selected. An indication on record (hydroxyzine for anxiety,
+    meclizine for vertigo, doxylamine-pyridoxine in pregnancy) is named."""
+    found = _class_card(picture, "sedating-antihistamine", "sedating-antihistamine", "default")
+    if not found:
+        return []
+    pregnant = is_pregnant(picture, t)
+    culprits = list(
+        {m.source: m for m in picture.medications_in("sedating-antihistamine")}.values()
+    )
+    allergic = False
+    notes: list[CardNote] = []
+    for medication in culprits:
+        for indication in t.indications.values():
+            if not indication_on_record(indication, medication, picture, pregnant):
+                continue
+            allergic = allergic or indication.allergic
+            values = {"medication": medication.name, "indication": indication.name}
+            notes.append(
+                CardNote("antihistamine-indication", values | {"advice": indication.advice})
+            )
+    return [
+        replace(f, variant="allergy" if allergic else f.variant, card_notes=tuple(notes))
+        for f in found
+    ]
 
 
 def serotonergic_antidepressant(picture: PatientPicture, t: Params) -> list[Finding]:
@@ -58,6 +88,25 @@ def dopamine_antagonist_antiemetic(picture: PatientPicture, t: Params) -> list[F
 
 
 def dopamine_agonist_augmentation(picture: PatientPicture, t: Params) -> list[Finding]:
-    """In pregnancy the card does not point to an alpha-2-delta ligand (none is advised)."""
-    variant = "pregnancy" if is_pregnant(picture, t) else "default"
-    return _class_card(picture, "dopamine-agonist-augmentation", "dopamine-agonist", variant)
+    """With Parkinson disease on the problem list the drug treats it: the card says not to
+    stop, taper or switch it for RLS (withdrawal risks parkinsonism-hyperpyrexia) and never
+    points to an alpha-2-delta ligand. In pregnancy it does not point to one either."""
+    if picture.active_conditions(PARKINSON):
+        variant = "parkinson"
+    elif is_pregnant(picture, t):
+        variant = "pregnancy"
+    else:
+        variant = "default"
+    found = _class_card(picture, "dopamine-agonist-augmentation", "dopamine-agonist", variant)
+    if variant == "parkinson":
+        conditions = names(picture.active_conditions(PARKINSON))
+        return [
+            replace(
+                f,
+                values={**f.values, "conditions": conditions},
+                data=(*f.data, *(condition_point(c) for c in picture.active_conditions(PARKINSON))),
+                targets=(),  # nothing to cancel or stop: the drug stays
+            )
+            for f in found
+        ]
+    return found
