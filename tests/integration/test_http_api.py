@@ -104,11 +104,13 @@ class TestPatientView:
     @pytest.mark.parametrize("service_id", ["rls-order-select", "rls-order-sign"])
     def test_order_services_validate_and_answer_empty_cards(self, client, service_id):
         hook = service_id.removeprefix("rls-")
+        draft = {**b.medication_request(text="Amoxicillin 500 mg", status="draft"), "id": "x"}
         context = {
             "userId": "Practitioner/example",
             "patientId": b.PATIENT_ID,
-            "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": []},
-        }
+            "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                            "entry": [{"resource": draft}]},
+        }  # fmt: skip
         if hook == "order-select":
             context["selections"] = ["MedicationRequest/x"]
         body = b.hook_request(hook=hook, context=context)
