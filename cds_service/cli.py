@@ -175,20 +175,48 @@ def _feedback_report(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from cds_service.app import create_app
-    from cds_service.auth import TrustedClientsInvalid
-    from cds_service.settings import Settings
+    from cds_service.auth import build_security
 
     overrides: dict[str, Any] = {"demo": True} if args.demo else {}
     overrides |= {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = _settings(overrides)
     if args.prod:
+        _check_start(build_security, settings)  # refuse here, not in every worker
         _exec_gunicorn(overrides)
-    settings = Settings(**overrides)
-    try:
-        app = create_app(settings)
-    except TrustedClientsInvalid as exc:
-        raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
+    app = _check_start(create_app, settings)
     app.run(host=settings.host, port=settings.port, threaded=True)
     return 0
+
+
+def _settings(overrides: dict[str, Any]) -> Any:
+    """The settings, or InputError naming each variable that is wrong and why."""
+    from pydantic import ValidationError
+
+    from cds_service.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"RLS_CDS_{'.'.join(str(p) for p in error['loc']).upper()}: "
+            + str(error["msg"]).removeprefix("Value error, ")
+            for error in exc.errors(include_input=False, include_url=False)
+        ]
+        raise InputError("; ".join(problems)) from None
+
+
+def _check_start(build: Any, settings: Any) -> Any:
+    """What `build` makes of the settings (the app, or its security policy), or InputError
+    with the start-up refusal for the operator."""
+    from cds_service.auth import TrustedClientsInvalid
+    from cds_service.errors import ConfigurationInvalid
+
+    try:
+        return build(settings)
+    except TrustedClientsInvalid as exc:
+        raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
+    except ConfigurationInvalid as exc:
+        raise InputError(str(exc)) from None
 
 
 def _exec_gunicorn(overrides: dict[str, Any]) -> NoReturn:
