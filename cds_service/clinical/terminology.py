@@ -9,10 +9,11 @@ an ancestor of), never by a raw string prefix.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cds_service.clinical.text_scan import Atom, PhraseTable, Steps, tokens, words
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -99,8 +100,8 @@ class ValueSet:
     concepts: tuple[Concept, ...]
     exact: frozenset[tuple[str, str]] = field(repr=False)
     icd10_roots: frozenset[str] = field(repr=False)
-    phrases: re.Pattern[str] | None = field(repr=False, default=None)
-    """All text-match phrases as one pattern (one search per text, however many phrases)."""
+    phrases: tuple[tuple[Atom, ...], ...] = field(repr=False, default=())
+    """The text-match phrases, as token atoms (see text_scan.words)."""
 
     @classmethod
     def from_resource(cls, resource: dict) -> ValueSet:
@@ -122,12 +123,13 @@ class ValueSet:
                 if key[0] != ICD10CM:
                     raise ValueSetError(f"ValueSet {vs_id}: only ICD-10-CM entries have children")
                 roots.add(key[1])
-        phrases = _phrases_pattern(
+        phrases = _phrases(
+            vs_id,
             [
                 ext["valueString"]
                 for ext in resource.get("extension", [])
                 if ext.get("url") == TEXT_MATCH and ext.get("valueString")
-            ]
+            ],
         )
         return cls(
             id=vs_id,
@@ -157,9 +159,9 @@ class ValueSet:
 
     def names_in(self, text: str | None) -> bool:
         """True when one of the value set's phrases appears in free text (whole words)."""
-        if not text or self.phrases is None:
+        if not text or not self.phrases:
             return False
-        return self.phrases.search(text) is not None
+        return bool(PhraseTable([(atoms, True) for atoms in self.phrases]).labels_in(tokens(text)))
 
     def codes_for(self, system: str) -> list[str]:
         """Member codes of one system, in file order (used to render prefetch queries)."""
@@ -187,7 +189,9 @@ class ValueSetIndex:
                 self._exact.setdefault(key, set()).add(vs_id)
             for root in value_set.icd10_roots:
                 self._roots.setdefault(root, set()).add(vs_id)
-        self._phrases = [(i, vs.phrases) for i, vs in value_sets.items() if vs.phrases]
+        self._phrases = PhraseTable(
+            [(atoms, vs_id) for vs_id, vs in value_sets.items() for atoms in vs.phrases]
+        )
         self._memo: dict[tuple[object, ...], frozenset[str]] = {}
 
     def members(
@@ -224,30 +228,29 @@ class ValueSetIndex:
             if key[0] == ICD10CM and self._roots:
                 for ancestor in icd10_ancestors(key[1]):
                     found |= self._roots.get(ancestor, set())
-        found &= among if isinstance(among, frozenset) else set(among)
-        for vs_id, pattern in self._phrases:
-            if vs_id in among and vs_id not in found and any(pattern.search(t) for t in texts):
-                found.add(vs_id)
+        wanted = among if isinstance(among, frozenset) else frozenset(among)
+        found &= wanted
+        if self._phrases:
+            for text in texts:
+                found |= self.named_in(text) & wanted
         return frozenset(found)
+
+    def named_in(self, text: str, steps: Steps | None = None) -> set[str]:
+        """Ids of the value sets whose phrases appear in `text` (whole words, any case)."""
+        return self._phrases.labels_in(tokens(text, steps), steps)
 
 
 def _flag(entry: dict, url: str) -> bool:
     return any(e.get("url") == url and e.get("valueBoolean") for e in entry.get("extension", []))
 
 
-_SEPARATOR = r"[\s\-\u2010-\u2015]+"  # spaces, hyphens, en and em dashes
-
-
-def _phrases_pattern(phrases: list[str]) -> re.Pattern[str] | None:
-    """Whole words, any case; "Willis-Ekbom" also matches "Willis Ekbom" and "Willis–Ekbom"."""
-    alternatives = [
-        _SEPARATOR.join(re.escape(w) for w in re.split(_SEPARATOR, phrase.strip()) if w)
-        for phrase in phrases
-    ]
-    alternatives = [a for a in alternatives if a]
-    if not alternatives:
-        return None
-    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+def _phrases(vs_id: str, phrases: list[str]) -> tuple[tuple[Atom, ...], ...]:
+    """Whole words, any case; "Willis-Ekbom" also matches "Willis Ekbom" and "Willis–Ekbom"
+    (any run of spaces, hyphens and dashes between words)."""
+    try:
+        return tuple(words(phrase) for phrase in phrases)
+    except ValueError as exc:
+        raise ValueSetError(f"ValueSet {vs_id}: {exc}") from None
 
 
 def load_value_sets(directory: Path) -> dict[str, ValueSet]:
