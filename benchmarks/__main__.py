@@ -1,4 +1,8 @@
-"""``python -m benchmarks [--only P1,P2,P3]``: run, print the table, write BENCHMARKS.md."""
+"""``python -m benchmarks [--only P1,P2,P3] [--smoke]``: run, print the table, write BENCHMARKS.md.
+
+``--smoke`` runs every suite with tiny counts (seconds, not minutes) so that `make test`
+proves each benchmark still runs; its figures mean nothing, so it never writes BENCHMARKS.md.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks import gathering, inprocess, server, soak
 from benchmarks.report import Result, markdown, table
@@ -17,20 +22,33 @@ SUITES: dict[str, Callable[[], list[Result]]] = {
     "P3": server.run,
     "SOAK": soak.run,
 }
+#: The smallest counts that still take every code path of each suite.
+SMOKE: dict[str, dict[str, Any]] = {
+    "P1": {"rounds": 1, "count": 2},
+    "P2": {"calls": 2},
+    "P3": {"requests": 40, "seconds": 5.0, "threads": 2},
+    "SOAK": {"seconds": 3.0, "pg_seconds": 3.0, "calls": 300},
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--only", help="comma-separated: P1, P2, P3 (P3 includes P4), SOAK")
-    parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument(
+        "--out", type=Path, help="default: BENCHMARKS.md (--smoke: test-output/BENCHMARKS-smoke.md)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny counts: does it still run?")
     args = parser.parse_args()
+    if args.out is None:  # a smoke run never overwrites the real figures
+        args.out = ROOT / ("test-output/BENCHMARKS-smoke.md" if args.smoke else "BENCHMARKS.md")
+        args.out.parent.mkdir(exist_ok=True)
     chosen = args.only.upper().split(",") if args.only else list(SUITES)
     started = time.monotonic()
     kept = soak.section(args.out)  # the soak writes its own section; kept unless it ran
     results = []
     for key in chosen:
         print(f"running {key} ...", flush=True)
-        results += SUITES[key]()
+        results += SUITES[key](**(SMOKE[key] if args.smoke else {}))
     print("\n".join(table(results)))
     timed = [result for result in results if not soak.owns(result)]
     if timed:

@@ -207,6 +207,8 @@ def large_prefetch(
             [medication_request(rng, i) for i in range(medication_requests)], base
         ),
         "medicationStatements": _searchset([], base),
+        "completedMedicationRequests": _searchset([], base),
+        "medicationAdministrations": _searchset([], base),
         "serviceRequests": _searchset([], base),
         "procedures": _searchset([], base),
     }

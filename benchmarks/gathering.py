@@ -14,9 +14,15 @@ from cds_service.fhir.client import RequestLog
 from cds_service.settings import Settings
 
 URL = "/cds-services/rls-secondary-causes"
-#: The EHR says it has no weights, orders or procedures (null: not fetched); the other five
-#: prefetch keys are absent, so the service runs five queries.
-BODY_PREFETCH = {"weight": None, "serviceRequests": None, "procedures": None}
+#: The EHR says it has no weights, orders, procedures or past medications (null: not
+#: fetched); the other five prefetch keys are absent, so the service runs five queries.
+BODY_PREFETCH = {
+    "weight": None,
+    "serviceRequests": None,
+    "procedures": None,
+    "completedMedicationRequests": None,
+    "medicationAdministrations": None,
+}
 QUERIES = 5
 SLOPE, ALLOWANCE_S = 1.3, 0.020
 
@@ -56,7 +62,8 @@ def run(calls: int = 15) -> list[Result]:
     notes = [
         "patient-view with no prefetch data against a local FHIR stub (127.0.0.1) that",
         f"waits {fhir_stub.DELAY_S * 1000:.0f} ms before every answer; the request marks",
-        "weight, orders and procedures as null (no data), so 5 queries run: Patient,",
+        "weight, orders, procedures and past medications as null (no data), so 5 queries "
+        "run: Patient,",
         "Condition, Observation, MedicationRequest, MedicationStatement. One query is a",
         "GET of the Patient through the service's own client and session. Medians of",
         f"{calls} calls.",

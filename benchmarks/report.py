@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -97,12 +98,25 @@ def table(results: list[Result]) -> list[str]:
     return lines
 
 
+def revision() -> str:
+    """The commit measured, marked when the working tree differs from it."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "an unknown commit"
+    return commit + (" with uncommitted changes" if git("status", "--porcelain") else "")
+
+
 def markdown(results: list[Result], seconds: float) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
         "",
-        f"Latest run of `make bench` (`python -m benchmarks`), {when}, {seconds:.0f} s.",
+        f"Latest run of `make bench` (`python -m benchmarks`), {when}, {seconds:.0f} s, "
+        f"code at {revision()}.",
         "Figures are ratios measured in one run on a shared machine: absolute times vary",
         "from run to run, ratios much less. Regenerate with `make bench`.",
         "",

@@ -76,6 +76,9 @@ def _cors(app: Flask, settings: Settings) -> None:
         allow_headers=["Authorization", "Content-Type"],
         expose_headers=["WWW-Authenticate", "Retry-After"],
         supports_credentials=False,
+        # An allow-listed web page (the CDS Hooks Sandbox) may call a service on a private
+        # network address, e.g. 127.0.0.1 in a trial (Chrome's Private Network Access).
+        allow_private_network=True,
         max_age=600,
     )
 

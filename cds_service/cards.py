@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from cds_service import card_ids
-from cds_service.clinical.findings import Finding
+from cds_service.clinical.findings import CardNote, Finding
 from cds_service.knowledge import (
     SUMMARY_LIMIT,
     TOPIC_SYSTEM,
@@ -23,6 +23,9 @@ from cds_service.knowledge import (
     CardDefinition,
     Knowledge,
     KnowledgeError,
+    NoteDef,
+    fill,
+    template_fields,
 )
 from cds_service.suggestions import SuggestionError, build_resource, validated_update
 
@@ -42,12 +45,13 @@ class CardRenderer:
 
     Every created resource is built and validated with fhir.resources once, here; a card
     then carries a copy with only the patient reference and the authoring time filled in,
-    so validation stays off the hot path (design.md) without an unvalidated resource ever
+    so validation stays off the hot path (docs/design.md) without an unvalidated resource ever
     leaving the service.
     """
 
     def __init__(self, knowledge: Knowledge, new_id: NewId = card_ids.new_id):
         self._cards = knowledge.cards
+        self._notes = knowledge.notes
         self._new_id = new_id
         self._validated: dict[int, bytes] = {}
         probe = datetime(2026, 1, 1, tzinfo=UTC)
@@ -62,10 +66,15 @@ class CardRenderer:
                     except SuggestionError as exc:
                         raise KnowledgeError(f"{card.topic}.toml suggestion {key}: {exc}") from exc
 
-    def _created(self, action: ActionDef, patient_id: str, now: datetime) -> dict[str, Any]:
+    def _created(
+        self, action: ActionDef, text: Callable[[str], str], patient_id: str, now: datetime
+    ) -> dict[str, Any]:
         resource = orjson.loads(self._validated[id(action)])  # a fresh copy, 10x a deepcopy
         resource["subject"] = {"reference": f"Patient/{patient_id}"}
         resource["authoredOn"] = now.isoformat(timespec="seconds").replace("+00:00", "Z")
+        if action.dosage_text and template_fields(action.dosage_text):
+            # Only a string changes, so the resource stays as valid as it was validated.
+            resource["dosageInstruction"][0]["text"] = text(action.dosage_text)
         return resource
 
     def render(self, findings: Iterable[Finding], patient_id: str, now: datetime) -> list[dict]:
@@ -85,15 +94,19 @@ class CardRenderer:
     ) -> dict[str, Any]:
         variant = definition.variants[finding.variant]
         values = _clip(finding.values, definition.variables)
-        summary = variant.summary.format_map(values)
+        summary = fill(variant.summary, values, definition.thresholds)
         if len(summary) >= SUMMARY_LIMIT:  # unreachable if the load-time check holds
             summary = summary[: SUMMARY_LIMIT - 2] + "…"
         keys = variant.suggestions if finding.suggestions is None else finding.suggestions
-        notes = list(finding.notes)
+        notes = [self._note(note) for note in finding.card_notes]
+        notes += [escape_markdown(note) for note in finding.notes]
         suggestions = []
-        for key in keys:
+        options = [(key, *finding.companions) for key in keys]
+        if finding.companions:
+            options.append(finding.companions)
+        for option in options:
             try:
-                suggestion = self._suggestion(definition, key, finding, patient_id, now)
+                suggestion = self._suggestion(definition, option, finding, patient_id, now)
             except SuggestionError:
                 notes.append(
                     "A one-click change of the order could not be offered: the order as "
@@ -107,7 +120,7 @@ class CardRenderer:
             "summary": summary,
             "indicator": finding.indicator or variant.indicator or definition.indicator,
             "detail": _detail(
-                variant.detail.format_map({k: escape_markdown(v) for k, v in values.items()}),
+                fill(variant.detail, _escaped(values), definition.thresholds),
                 notes,
                 finding,
                 definition,
@@ -139,15 +152,52 @@ class CardRenderer:
             ]
         return card
 
+    def _note(self, note: CardNote) -> str:
+        """A card note's sentence, filled with its values and its card's thresholds."""
+        definition: NoteDef
+        definition, owner = self._notes[note.key]
+        return fill(definition.text, _escaped(note.values), owner.thresholds)
+
     def _suggestion(
         self,
         definition: CardDefinition,
-        key: str,
+        keys: tuple[str, ...],
         finding: Finding,
         patient_id: str,
         now: datetime,
     ) -> dict[str, Any] | None:
-        """The suggestion, or None when it has nothing to act on (no order to delete)."""
+        """One suggestion made of the actions of `keys` (a suggestion and its companions),
+        or None when the first has nothing to act on (no order to delete)."""
+        values = _clip(finding.values, definition.variables)
+
+        def text(template: str) -> str:
+            return fill(template, values, definition.thresholds)
+
+        actions: list[dict[str, Any]] = []
+        for index, key in enumerate(keys):
+            found = self._actions(definition, key, finding, text, patient_id, now)
+            if index == 0 and not found:
+                return None
+            actions += found
+        rendered: dict[str, Any] = {
+            "label": "; ".join(text(definition.suggestions[key].label) for key in keys),
+            "uuid": self._new_id(),
+            "actions": actions,
+        }
+        if definition.suggestions[keys[0]].recommended:
+            rendered["isRecommended"] = True
+        return rendered
+
+    def _actions(
+        self,
+        definition: CardDefinition,
+        key: str,
+        finding: Finding,
+        text: Callable[[str], str],
+        patient_id: str,
+        now: datetime,
+    ) -> list[dict[str, Any]]:
+        """The actions of one suggestion: resources it creates, orders it deletes or updates."""
         suggestion = definition.suggestions[key]
         actions: list[dict[str, Any]] = []
         for action in suggestion.actions:
@@ -155,8 +205,8 @@ class CardRenderer:
                 actions.append(
                     {
                         "type": "create",
-                        "description": action.description,
-                        "resource": self._created(action, patient_id, now),
+                        "description": text(action.description),
+                        "resource": self._created(action, text, patient_id, now),
                     }
                 )
                 continue
@@ -172,16 +222,7 @@ class CardRenderer:
                 else:
                     continue
                 actions.append(rendered_action)
-        if not actions:
-            return None
-        rendered: dict[str, Any] = {
-            "label": suggestion.label,
-            "uuid": self._new_id(),
-            "actions": actions,
-        }
-        if suggestion.recommended:
-            rendered["isRecommended"] = True
-        return rendered
+        return actions
 
 
 def _clip(values: Mapping[str, str], limits: Mapping[str, int]) -> dict[str, str]:
@@ -193,9 +234,14 @@ def _clip(values: Mapping[str, str], limits: Mapping[str, int]) -> dict[str, str
     return clipped
 
 
+def _escaped(values: Mapping[str, str]) -> dict[str, str]:
+    return {k: escape_markdown(v) for k, v in values.items()}
+
+
 def _detail(text: str, notes: list[str], finding: Finding, definition: CardDefinition) -> str:
+    """The detail paragraphs, the notes (already markdown-safe), the data and the evidence."""
     parts = [" ".join(paragraph.split()) for paragraph in text.strip().split("\n\n")]
-    parts += [f"**Note:** {escape_markdown(note)}" for note in notes]
+    parts += [f"**Note:** {' '.join(note.split())}" for note in notes]
     if finding.data:
         lines = ["**Data used**", ""]
         for point in finding.data:

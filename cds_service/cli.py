@@ -1,5 +1,5 @@
 """The ``rls-cds`` command line: ``serve``, ``evaluate``, ``check``, ``dev-keys``, ``dev-token``,
-``db upgrade`` and ``feedback-report``.
+``db upgrade``, ``feedback-report`` and ``--version``.
 
 ``evaluate`` is a contract other work and outside checks rely on; its options and output
 do not change silently:
@@ -29,10 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from cds_service import __version__
 from cds_service.hooks.bundles import CLI_USER, BundleError, hook_request
 
 if TYPE_CHECKING:
     from flask import Flask
+
+    from cds_service.settings import Settings
 
 DEV_ISSUER = "https://ehr.example.org/dev"
 
@@ -65,8 +68,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
 
 
+DESCRIPTION = """\
+A CDS Hooks 2.0 service that finds the secondary and vascular causes of restless legs
+syndrome in a patient's FHIR R4 record and answers with cards."""
+
+EPILOG = """\
+examples:
+  rls-cds serve --demo                      the demo on http://127.0.0.1:8080 (no auth)
+  rls-cds serve --prod                      production: gunicorn, JWT checking on
+  rls-cds evaluate --hook patient-view --bundle fhir_fixtures/patients/rls-low-ferritin.json
+  rls-cds check --fhir-server https://ehr.example/fhir --patient 123 --token T
+
+Settings are RLS_CDS_* environment variables (see the README's Configuration).
+"rls-cds COMMAND --help" describes one command."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rls-cds", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="rls-cds",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rls-cds {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP service")
@@ -140,13 +164,35 @@ def _instant(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def settings_from_env(**overrides: Any) -> Settings:
+    """The settings from the environment and the options; a bad value is a one-line error
+    naming its variable (exit 2), never a traceback. The value itself is not repeated: it
+    may be a secret."""
+    from pydantic import ValidationError
+
+    from cds_service.settings import Settings
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{setting_name(error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        raise InputError(f"configuration: {problems}") from None
+
+
+def setting_name(loc: tuple[Any, ...]) -> str:
+    """The environment variable of a Settings field (``port`` -> ``RLS_CDS_PORT``)."""
+    name = str(loc[0]) if loc else "settings"
+    return name if name.isupper() else f"RLS_CDS_{name.upper()}"
+
+
 def _store() -> Any:
     """The feedback store of the configured database (DATABASE_URL, else the SQLite file)."""
     from cds_service.feedback.store import FeedbackStore
-    from cds_service.settings import Settings
     from cds_service.store import make_engine
 
-    return FeedbackStore(make_engine(Settings()), secret=None)
+    return FeedbackStore(make_engine(settings_from_env()), secret=None)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -174,49 +220,55 @@ def _feedback_report(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from cds_service.app import create_app
-    from cds_service.auth import build_security
-
     overrides: dict[str, Any] = {"demo": True} if args.demo else {}
     overrides |= {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = _settings(overrides)
+    settings = settings_from_env(**overrides)
+    check_startup(settings)  # before any log line; under gunicorn, a traceback per worker
     if args.prod:
-        _check_start(build_security, settings)  # refuse here, not in every worker
         _exec_gunicorn(overrides)
-    app = _check_start(create_app, settings)
+    app = _create_app(settings)
     app.run(host=settings.host, port=settings.port, threaded=True)
     return 0
 
 
-def _settings(overrides: dict[str, Any]) -> Any:
-    """The settings, or InputError naming each variable that is wrong and why."""
-    from pydantic import ValidationError
-
-    from cds_service.settings import Settings
-
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        problems = [
-            f"RLS_CDS_{'.'.join(str(p) for p in error['loc']).upper()}: "
-            + str(error["msg"]).removeprefix("Value error, ")
-            for error in exc.errors(include_input=False, include_url=False)
-        ]
-        raise InputError("; ".join(problems)) from None
-
-
-def _check_start(build: Any, settings: Any) -> Any:
-    """What `build` makes of the settings (the app, or its security policy), or InputError
-    with the start-up refusal for the operator."""
-    from cds_service.auth import TrustedClientsInvalid
+def check_startup(settings: Settings) -> None:
+    """What start-up reads from files, secrets and settings, checked before gunicorn."""
+    from cds_service.auth import require_public_base_url
+    from cds_service.auth.clients import TrustedClientsInvalid, load_trusted_clients
     from cds_service.errors import ConfigurationInvalid
+    from cds_service.feedback import SecretMissing, patient_key_secret
 
     try:
-        return build(settings)
-    except TrustedClientsInvalid as exc:
-        raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
+        require_public_base_url(settings)
+        if settings.trusted_clients and not settings.demo:
+            load_trusted_clients(settings.trusted_clients)
+        patient_key_secret(settings)
     except ConfigurationInvalid as exc:
         raise InputError(str(exc)) from None
+    except TrustedClientsInvalid as exc:
+        raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
+    except SecretMissing as exc:
+        raise InputError(f"RLS_CDS_PATIENT_KEY_SECRET: {exc}") from None
+
+
+def _create_app(settings: Settings) -> Flask:
+    """create_app, with a configuration it cannot use reported in one line (exit 2)."""
+    from cds_service.app import create_app
+    from cds_service.auth import TrustedClientsInvalid
+    from cds_service.errors import ConfigurationInvalid
+    from cds_service.feedback import SecretMissing
+    from cds_service.knowledge import KnowledgeError
+
+    try:
+        return create_app(settings)
+    except ConfigurationInvalid as exc:
+        raise InputError(str(exc)) from None
+    except TrustedClientsInvalid as exc:
+        raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
+    except SecretMissing as exc:
+        raise InputError(f"RLS_CDS_PATIENT_KEY_SECRET: {exc}") from None
+    except KnowledgeError as exc:
+        raise InputError(f"knowledge base (RLS_CDS_CARDS_DIR): {exc}") from None
 
 
 def _exec_gunicorn(overrides: dict[str, Any]) -> NoReturn:
@@ -233,10 +285,9 @@ def _exec_gunicorn(overrides: dict[str, Any]) -> NoReturn:
 def _local_app(now: datetime | None, fhir_servers: tuple[str, ...] = ()) -> Flask:
     """The service in-process for one command: no authentication, no files, quiet logs."""
     from cds_service.app import create_app
-    from cds_service.settings import Settings
 
     moment = now or datetime.now(UTC)
-    settings = Settings(
+    settings = settings_from_env(
         demo=True, log_level="ERROR", database_url="sqlite://", fhir_server_allowlist=fhir_servers
     )
     return create_app(settings, clock=lambda: moment)

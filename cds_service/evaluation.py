@@ -29,7 +29,7 @@ from cds_service.fhir.errors import FhirError
 from cds_service.fhir.gather import Gathered, gather
 from cds_service.hooks.prefetch import TemplateError, render, unsatisfied
 from cds_service.hooks.services import OPTIONAL_KEYS, ServiceDefinition
-from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest
+from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
 from cds_service.knowledge import Knowledge
 from cds_service.outbound import AllowList
 
@@ -103,7 +103,7 @@ class Evaluator:
         self._clock = clock
         self._fhir = fhir
         self._value_sets = knowledge.value_sets
-        self._engine = Engine(knowledge.thresholds, knowledge.dosing)
+        self._engine = Engine(knowledge.thresholds, knowledge.dosing, knowledge.iron_catalogue)
         self._renderer = CardRenderer(knowledge)
 
     def now(self) -> datetime:
@@ -180,8 +180,8 @@ class Evaluator:
             self._value_sets,
             picture.report,
         )
-        if hook == "order-select":
-            selected = set(context.selections)
+        if isinstance(context, OrderSelectContext):
+            selected, _ = context.selected()
             drafts = tuple(d for d in drafts if d.source in selected)
         return self._engine.order_view(picture, drafts, hook)
 
@@ -271,6 +271,14 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, A
             [{"loc": "hook", "msg": f"expected {service.hook!r}"}],
         )
     context = _validate(CONTEXT_MODELS[service.hook], request.context, ("context",))
+    if isinstance(context, OrderSelectContext) and (unmatched := context.selected()[1]):
+        raise RequestInvalid(
+            "context.selections names orders that are not in context.draftOrders",
+            [
+                {"loc": f"context.selections.{i}", "msg": "not an order in context.draftOrders"}
+                for i in unmatched
+            ],
+        )
     return request, context
 
 

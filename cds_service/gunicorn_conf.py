@@ -5,7 +5,8 @@
 Workers: one per CPU this process may use (cgroup quota included), since a hook is CPU work
 once its data is in; each worker runs a few threads so that hooks waiting on FHIR queries do
 not hold a CPU. ``RLS_CDS_WORKERS`` and ``RLS_CDS_THREADS`` override both, ``RLS_CDS_BIND``
-the address (default ``RLS_CDS_HOST:RLS_CDS_PORT``). The worker timeout sits far above the
+the address (default ``RLS_CDS_HOST:RLS_CDS_PORT``); ``RLS_CDS_METRICS_PORT`` adds a
+second, internal one for /metrics. The worker timeout sits far above the
 hook deadline; on SIGTERM workers finish the calls they have within ``graceful_timeout``.
 Metrics of all workers are added up through files in ``PROMETHEUS_MULTIPROC_DIR``.
 """
@@ -40,7 +41,9 @@ def cpu_count(cgroup: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 _settings = Settings()
 
-bind = os.environ.get("RLS_CDS_BIND") or f"{_settings.host}:{_settings.port}"
+bind = [os.environ.get("RLS_CDS_BIND") or f"{_settings.host}:{_settings.port}"]
+if _settings.metrics_port is not None:  # the internal port: metrics and probes only
+    bind.append(f"{_settings.host}:{_settings.metrics_port}")
 workers = int(os.environ.get("RLS_CDS_WORKERS") or cpu_count())
 threads = int(os.environ.get("RLS_CDS_THREADS") or DEFAULT_THREADS)
 worker_class = "gthread"

@@ -167,6 +167,16 @@ class Settings(BaseSettings):
             "beyond it are not read (rules needing them stay silent), never a hang."
         ),
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description=(
+            "Under `serve --prod`, a second port that answers only /metrics, /healthz and "
+            "/readyz, while /metrics answers 404 on the main port (keep it off the public "
+            "route). Default: /metrics on the main port."
+        ),
+    )
     migrate_on_start: bool = Field(
         True, description="Apply the store's database migrations at start-up."
     )

@@ -185,20 +185,26 @@ def prefetch(*resources: dict, with_patient: dict | None = None) -> dict:
         "weight": "Observation",
         "medicationRequests": "MedicationRequest",
         "medicationStatements": "MedicationStatement",
+        "completedMedicationRequests": "MedicationRequest",
+        "medicationAdministrations": "MedicationAdministration",
         "serviceRequests": "ServiceRequest",
         "procedures": "Procedure",
     }
     result: dict[str, Any] = {"patient": with_patient or patient()}
     for key, kind in by_key.items():
-        result[key] = searchset(
-            *(
-                r
-                for r in resources
-                if r["resourceType"] == kind
-                and (kind != "Observation" or (key == "weight") == _is_weight(r))
-            )
-        )
+        result[key] = searchset(*(r for r in resources if _belongs(key, kind, r)))
     return result
+
+
+def _belongs(key: str, kind: str, resource: dict) -> bool:
+    """Whether a server would answer the prefetch key's query with the resource."""
+    if resource["resourceType"] != kind:
+        return False
+    if kind == "Observation":
+        return (key == "weight") == _is_weight(resource)
+    if key == "completedMedicationRequests":
+        return resource.get("status") in ("completed", "stopped")
+    return True
 
 
 def _is_weight(resource: dict) -> bool:
@@ -225,7 +231,7 @@ def picture(
     )
 
 
-ENGINE = Engine(KNOWLEDGE.thresholds, KNOWLEDGE.dosing)
+ENGINE = Engine(KNOWLEDGE.thresholds, KNOWLEDGE.dosing, KNOWLEDGE.iron_catalogue)
 
 
 def params(topic: str) -> Params:

@@ -14,6 +14,7 @@ SEARCHED = (
     "Observation",
     "MedicationRequest",
     "MedicationStatement",
+    "MedicationAdministration",
     "ServiceRequest",
     "Procedure",
 )

@@ -30,11 +30,16 @@ EXPECTED_TOPICS = {
     "rls-psych-meds": ["serotonergic-antidepressant", "antipsychotic"],
     "rls-antiemetic": ["dopamine-antagonist-antiemetic"],
     "rls-kidney-tests-due": ["renal-function-due"],
+    # The iron safety and pregnancy-detection patients (issue 14).
+    "rls-haemochromatosis": ["iron-below-target"],
+    "rls-child": ["iron-below-target"],
+    "rls-iron-deficient-man": ["iron-below-target"],
+    "rls-pregnancy-detected": ["iron-below-target", "pregnancy"],
 }
 
 
-def test_fifteen_demo_patients_exist_and_show_all_fifteen_topics():
-    assert len(BUNDLES) == 15
+def test_nineteen_demo_patients_exist_and_show_all_fifteen_topics():
+    assert len(BUNDLES) == 19
     assert {p.stem for p in BUNDLES} == set(EXPECTED_TOPICS)
     assert len({topic for topics in EXPECTED_TOPICS.values() for topic in topics}) == 15
 
@@ -107,3 +112,44 @@ def test_demo_patient_gets_expected_cards_over_http(client, name: str):
     assert response.status_code == 200
     topics = [card["source"]["topic"]["code"] for card in response.get_json()["cards"]]
     assert topics == EXPECTED_TOPICS[name]
+
+
+def _card(client, name: str, topic: str) -> dict:
+    body = json.loads((REQUESTS / f"patient-view-{name}.json").read_text("utf-8"))
+    cards = client.post("/cds-services/rls-secondary-causes", json=body).get_json()["cards"]
+    return next(card for card in cards if card["source"]["topic"]["code"] == topic)
+
+
+def _resources(card: dict) -> list[dict]:
+    return [a["resource"] for s in card.get("suggestions", []) for a in s["actions"]]
+
+
+def test_haemochromatosis_demo_gets_no_iron_and_is_sent_to_haematology(client):
+    card = _card(client, "rls-haemochromatosis", "iron-below-target")
+    assert "haematology" in card["summary"]
+    assert _resources(card) == []
+
+
+def test_child_demo_gets_oral_iron_by_weight_and_no_iv(client):
+    card = _card(client, "rls-child", "iron-below-target")
+    [suggestion] = card["suggestions"]
+    assert suggestion["label"].startswith(
+        "Oral iron 65 mg elemental iron daily (3 mg/kg for 28 kg)"
+    )
+    routes = {r["dosageInstruction"][0]["route"]["coding"][0]["code"] for r in _resources(card)
+              if r["resourceType"] == "MedicationRequest"}  # fmt: skip
+    assert routes == {"26643006"}  # oral only
+
+
+def test_iron_deficient_man_demo_is_told_to_find_the_cause(client):
+    card = _card(client, "rls-iron-deficient-man", "iron-below-target")
+    assert "needs a cause" in card["detail"]
+    codes = {r["code"]["coding"][0]["code"] for r in _resources(card)
+             if r["resourceType"] == "ServiceRequest"}  # fmt: skip
+    assert {"183523005", "31017-7"} <= codes
+
+
+def test_detected_pregnancy_demo_turns_the_pregnancy_safeguards_on(client):
+    card = _card(client, "rls-pregnancy-detected", "iron-below-target")
+    assert card["summary"].startswith("RLS in pregnancy")
+    assert "intravenous" not in json.dumps(card.get("suggestions", [])).lower()

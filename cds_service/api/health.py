@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, abort, jsonify, request
 
 from cds_service import metrics
 from cds_service.api import runtime
 from cds_service.store import reachable
 
 bp = Blueprint("health", __name__)
+#: What the internal metrics port (RLS_CDS_METRICS_PORT) answers; everything else is 404 there.
+INTERNAL_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
+
+
+@bp.before_app_request
+def _split_ports() -> None:
+    """With a metrics port, /metrics is served there only and the hooks never are.
+
+    SERVER_PORT is the port of the socket that accepted the connection (gunicorn and
+    werkzeug take it from the listener, not from the Host header), so a caller cannot
+    choose it."""
+    metrics_port = runtime().settings.metrics_port
+    if metrics_port is None:
+        return
+    internal = request.environ.get("SERVER_PORT") == str(metrics_port)
+    if (request.path not in INTERNAL_PATHS) if internal else (request.path == "/metrics"):
+        abort(404)
 
 
 @bp.get("/healthz")

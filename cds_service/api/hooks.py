@@ -71,8 +71,12 @@ def call_hook(service_id: str):
 def _account(response: Response) -> Response:
     """One log line and the metrics for every hook call, answered or refused.
 
-    Only ids of the call, counts, topics and the status: never patient data or tokens.
+    Only ids of the call, counts, topics and the status: never patient data or tokens. A
+    CORS preflight (OPTIONS, answered by flask-cors) is not a hook call: neither logged nor
+    counted.
     """
+    if request.method == "OPTIONS":
+        return response
     service_id = (request.view_args or {}).get("service_id")
     known = service_id if service_id in runtime().services else None
     outcome: Outcome | None = g.get("hook_outcome")

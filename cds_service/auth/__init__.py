@@ -72,6 +72,16 @@ class Security:
         self.clients = clients
 
 
+def require_public_base_url(settings: Settings) -> None:
+    """ConfigurationInvalid outside demo mode without RLS_CDS_PUBLIC_BASE_URL: the aud a
+    token must name is never taken from the caller's Host header."""
+    if not settings.demo and settings.public_base_url is None:
+        raise ConfigurationInvalid(
+            "RLS_CDS_PUBLIC_BASE_URL must be set outside demo mode: a JWT's aud is checked "
+            "against it (e.g. https://cds.example.org), never against the caller's Host header"
+        )
+
+
 def build_security(settings: Settings) -> Security:
     """The authentication policy the settings ask for; TrustedClientsInvalid for a bad file,
     ConfigurationInvalid for settings that cannot make a safe service."""
@@ -85,11 +95,7 @@ def build_security(settings: Settings) -> Security:
         return Security(
             DemoAuthenticator(), MemoryReplayStore(settings.replay_cache_size), TrustedClients([])
         )
-    if settings.public_base_url is None:
-        raise ConfigurationInvalid(
-            "RLS_CDS_PUBLIC_BASE_URL must be set outside demo mode: a JWT's aud is checked "
-            "against it (e.g. https://cds.example.org), never against the caller's Host header"
-        )
+    require_public_base_url(settings)
     clients = (
         load_trusted_clients(settings.trusted_clients)
         if settings.trusted_clients

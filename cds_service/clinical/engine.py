@@ -1,7 +1,9 @@
-"""Runs the rules over a PatientPicture: the gate first, then each topic's check.
+"""Runs the rules over a PatientPicture: the gate first, then each topic's check, then the
+iron safety gate over every finding.
 
 Each topic in ``cards/`` must have a rule here and each rule a card; the mismatch is a
-start-up error, not a missing card in the chart.
+start-up error, not a missing card in the chart. Every iron suggestion of every finding
+passes the iron safety gate (iron_gate.py) here, whichever rule proposed it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import Literal
 
 from cds_service.clinical.dosing import DrugDosing
 from cds_service.clinical.facts import MedicationFact
-from cds_service.clinical.findings import Finding
+from cds_service.clinical.findings import CardNote, Finding
+from cds_service.clinical.iron_gate import IronCatalogue, IronFacts, gate
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules import conditions, iron, kidney, medications, pregnancy
 from cds_service.clinical.rules.common import Params
@@ -36,7 +39,7 @@ NONE: frozenset[str] = frozenset()
 
 
 def patient_view_rules(dosing: Mapping[str, DrugDosing]) -> dict[str, Rule]:
-    """Every patient-view topic's rule, in contract order (topics.md)."""
+    """Every patient-view topic's rule, in contract order (docs/card-topics.md)."""
     return {
         "iron-studies-due": Rule(iron.studies_due, LABS),
         "iron-below-target": Rule(iron.below_target, LABS),
@@ -56,7 +59,7 @@ def patient_view_rules(dosing: Mapping[str, DrugDosing]) -> dict[str, Rule]:
     }
 
 
-#: topics.md "Order hooks": the topics a draft medication order can fire.
+#: docs/card-topics.md "Order hooks": the topics a draft medication order can fire.
 ORDER_TOPICS = (
     "gabapentinoid-renal-dose",
     "sedating-antihistamine",
@@ -75,8 +78,10 @@ class Engine:
         self,
         thresholds: Mapping[str, Mapping[str, float]],
         dosing: Mapping[str, DrugDosing],
+        iron: IronCatalogue,
     ):
         self._rules = patient_view_rules(dosing)
+        self._iron = iron
         missing = set(self._rules) - set(thresholds)
         unruled = set(thresholds) - set(self._rules)
         if missing or unruled:
@@ -99,7 +104,7 @@ class Engine:
         for topic, rule in self._rules.items():
             if not rule.needs & picture.unavailable:
                 findings.extend(rule.check(picture, self._params[topic]))
-        return findings
+        return self._iron_gated(findings, picture)
 
     def order_view(
         self, picture: PatientPicture, drafts: Sequence[MedicationFact], hook: OrderHook
@@ -109,7 +114,7 @@ class Engine:
 
         The medication rules run over a picture whose medications are the drafts; their
         findings take the draft variants of the same cards. Every draft card is a warning,
-        except a dose above the renal limit at signing, which is critical (topics.md).
+        except a dose above the renal limit at signing, which is critical (docs/card-topics.md).
         """
         if GATE_NEEDS & picture.unavailable or not picture.has_rls or not drafts:
             return []
@@ -127,4 +132,53 @@ class Engine:
                         finding, variant=variant, indicator="critical" if critical else "warning"
                     )
                 )
-        return findings
+        return self._iron_gated(findings, picture)
+
+    def _iron_gated(self, findings: list[Finding], picture: PatientPicture) -> list[Finding]:
+        """Every finding with its iron suggestions through the iron safety gate.
+
+        A withheld suggestion is dropped, or replaced by what its note names (the iron panel
+        in place of IV iron without a TSAT, the repeat ferritin when iron is on record, the
+        dose by weight in place of an adult dose for a child), which passes the gate too; the
+        card keeps firing and its notes say what was withheld and why.
+        """
+        params = self._params[iron.BELOW_TARGET]
+        facts: IronFacts | None = None
+        gated: list[Finding] = []
+        for finding in findings:
+            products = self._iron.products.get(finding.topic, {})
+            keys = finding.suggestions
+            if keys is None:
+                keys = self._iron.defaults.get(finding.topic, {}).get(finding.variant, ())
+            if not products or not set(keys) & set(products):
+                gated.append(finding)
+                continue
+            facts = facts or iron.iron_facts(picture, params)
+            gated.append(self._gate(finding, keys, facts, params))
+        return gated
+
+    def _gate(
+        self, finding: Finding, keys: tuple[str, ...], facts: IronFacts, limits: Params
+    ) -> Finding:
+        products = self._iron.products[finding.topic]
+        offered = self._iron.offered.get(finding.topic, frozenset())
+        kept: list[str] = []
+        notes: list[CardNote] = list(finding.card_notes)
+        seen: set[str] = set()
+        pending = list(keys)
+        while pending:
+            key = pending.pop(0)
+            if key in seen:
+                continue
+            seen.add(key)
+            result = gate({key: products[key]}, facts, limits) if key in products else None
+            if result is None or key in result.allowed:
+                kept.append(key)
+                continue
+            note = result.withheld[key]
+            if note not in notes:
+                notes.append(note)
+            instead = self._iron.instead.get(note.key)
+            if instead in offered:
+                pending.insert(0, instead)  # gated in its turn when it gives iron
+        return replace(finding, suggestions=tuple(kept), card_notes=tuple(notes))

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from cds_service.clinical import fhir_read as fr
+from cds_service.clinical.gestation import Gestation
 from cds_service.clinical.units import CANONICAL
 
 RLS = "rls"
@@ -16,17 +17,21 @@ RLS = "rls"
 CONDITION_VALUE_SETS = (
     "rls", "esrd-dialysis", "dialysis", "ckd-stage-3-5", "pregnancy", "neuropathy",
     "radiculopathy-spine", "venous-insufficiency", "peripheral-arterial-disease",
-    "dvt-history", "dvt-acute",
+    "dvt-history", "dvt-acute", "iron-overload", "poor-iron-absorption", "coeliac-disease",
 )  # fmt: skip
+PREGNANCY = "pregnancy"
 MEDICATION_VALUE_SETS = (
     "sedating-antihistamine", "dopamine-antagonist-antiemetic", "antipsychotic",
     "serotonergic-antidepressant", "dopamine-agonist", "gabapentin", "pregabalin",
-    "gabapentin-enacarbil",
+    "gabapentin-enacarbil", "iron-oral", "iron-iv",
 )  # fmt: skip
 ORDER_VALUE_SETS = (
     "order-iron-studies", "order-kidney-function", "order-venous-duplex",
-    "order-nerve-conduction", "order-ankle-brachial-index",
+    "order-nerve-conduction", "order-ankle-brachial-index", "order-gi-evaluation",
+    "order-coeliac-serology",
 )  # fmt: skip
+#: Order value sets whose result Observation (of any value) shows the test was done.
+OBSERVED_ORDER_VALUE_SETS = ("order-coeliac-serology",)
 PREGNANCY_TEST = "pregnancy-test"
 PREGNANCY_POSITIVE = "pregnancy-positive"
 PREGNANCY_NEGATIVE = "pregnancy-negative"
@@ -66,6 +71,8 @@ class ConditionFact:
     source: str
     clinical_status: str | None = None
     onset: datetime | None = None
+    gestation: Gestation | None = None
+    """For a pregnancy condition, the trimester or weeks its code states (at `since`)."""
 
     @property
     def since(self) -> datetime | None:
@@ -75,7 +82,8 @@ class ConditionFact:
 
 @dataclass(frozen=True)
 class MedicationFact:
-    """An active medication (request or statement), tagged with its value sets."""
+    """A medication (request, statement or administration), tagged with its value sets:
+    active ones in ``PatientPicture.medications``, past ones in ``medication_history``."""
 
     name: str
     value_sets: frozenset[str]
@@ -89,6 +97,10 @@ class MedicationFact:
     @property
     def is_request(self) -> bool:
         return self.source.startswith("MedicationRequest/")
+
+    @property
+    def is_administration(self) -> bool:
+        return self.source.startswith("MedicationAdministration/")
 
 
 @dataclass(frozen=True)

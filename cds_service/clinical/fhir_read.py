@@ -2,7 +2,7 @@
 
 They ignore every element they do not name and keep unknown codes as plain strings, so a
 resource from any EHR reads as long as the parts we use are well formed. Validating with
-``fhir.resources`` here would cost 50 to 100 times the JSON parse (see design.md).
+``fhir.resources`` here would cost 50 to 100 times the JSON parse (see docs/design.md).
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ class Medication(Resource):
 
 
 class MedicationUse(PatientData):
-    """What MedicationRequest and MedicationStatement share: the drug and its status."""
+    """What MedicationRequest, MedicationStatement and MedicationAdministration share: the
+    drug and its status."""
 
     status: Text
     medicationCodeableConcept: CodeableConcept | None = None
@@ -208,12 +209,20 @@ class MedicationStatement(MedicationUse):
     dosage: Annotated[list[Dosage], BeforeValidator(_first_dosages)] = Field(default_factory=list)
 
 
+class MedicationAdministration(MedicationUse):
+    """A dose given (IV iron in the last weeks is on record as one)."""
+
+    effectiveDateTime: Text | None = None
+    effectivePeriod: Period | None = None
+
+
 MODELS: dict[str, type[Resource]] = {
     "Patient": Patient,
     "Condition": Condition,
     "Observation": Observation,
     "MedicationRequest": MedicationRequest,
     "MedicationStatement": MedicationStatement,
+    "MedicationAdministration": MedicationAdministration,
     "Medication": Medication,
     "ServiceRequest": ServiceRequest,
     "Procedure": Procedure,

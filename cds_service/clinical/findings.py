@@ -31,6 +31,15 @@ class Target:
 
 
 @dataclass(frozen=True)
+class CardNote:
+    """A sentence written in a card file (its ``[notes]`` table), filled with `values`: why a
+    suggestion was not offered, or what else the clinician should know."""
+
+    key: str
+    values: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Finding:
     """A rule's conclusion: which topic fires, in which variant, with which values."""
 
@@ -41,7 +50,12 @@ class Finding:
     suggestions: tuple[str, ...] | None = None
     """Suggestion keys to offer; None means the variant's own list."""
     notes: tuple[str, ...] = ()
-    """Caveats the card must state (missing TSAT, suggestion withheld, ...)."""
+    """Caveats the card must state (an order already on record, data not read, ...)."""
+    card_notes: tuple[CardNote, ...] = ()
+    """Sentences from the card files the card must state (a suggestion withheld and why)."""
+    companions: tuple[str, ...] = ()
+    """Suggestion keys whose actions go with whichever suggestion is chosen (the cards let
+    the clinician accept one suggestion), and are also offered on their own."""
     targets: tuple[Target, ...] = ()
     """Orders that delete and update actions act on."""
     indicator: str | None = None

@@ -11,6 +11,7 @@ from cds_service.clinical.coding import members_of, value_set_index
 from cds_service.clinical.dates import age_in_years, parse_datetime
 from cds_service.clinical.egfr import Sex, ckd_epi_2021
 from cds_service.clinical.facts import (
+    OBSERVED_ORDER_VALUE_SETS,
     PREGNANCY_NEGATIVE,
     PREGNANCY_POSITIVE,
     PREGNANCY_TEST,
@@ -21,17 +22,20 @@ from cds_service.clinical.reader import ReadReport
 from cds_service.clinical.terminology import UCUM, ValueSet
 from cds_service.clinical.units import CANONICAL, canonical_unit, to_canonical
 
-#: Observation codes read here: the quantity labs and the pregnancy tests.
-_LAB_SETS = frozenset({*CANONICAL, PREGNANCY_TEST})
+#: Observation codes read here: the quantity labs, the pregnancy tests and the tests whose
+#: result shows an order was done.
+_LAB_SETS = frozenset({*CANONICAL, PREGNANCY_TEST, *OBSERVED_ORDER_VALUE_SETS})
 USABLE_LAB_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 
 
 def read_labs(
     observations: Iterable[fr.Observation], value_sets: Mapping[str, ValueSet], report: ReadReport
-) -> tuple[dict[str, list[LabResult]], list[fr.Observation]]:
-    """Labs in canonical units by analyte, and the pregnancy tests (read separately)."""
+) -> tuple[dict[str, list[LabResult]], list[fr.Observation], list[fr.Observation]]:
+    """Labs in canonical units by analyte, the pregnancy tests (read separately), and the
+    results that show a test we might suggest was done (coeliac serology)."""
     labs: dict[str, list[LabResult]] = defaultdict(list)
     tests: list[fr.Observation] = []
+    done: list[fr.Observation] = []
     for obs in observations:
         if report.over_budget("Observation"):
             continue
@@ -40,13 +44,15 @@ def read_labs(
         if analyte is None:
             if PREGNANCY_TEST in coded:
                 tests.append(obs)
+            elif coded & set(OBSERVED_ORDER_VALUE_SETS) and obs.status in USABLE_LAB_STATUSES:
+                done.append(obs)
             else:
                 report.ignore("Observation", "not-a-lab-we-use")
             continue
         if obs.status not in USABLE_LAB_STATUSES:
             report.ignore("Observation", f"status-{obs.status}")
             continue
-        when = _observed_at(obs)
+        when = observed_at(obs)
         quantity = obs.valueQuantity
         if when is None or quantity is None or quantity.value is None:
             report.ignore("Observation", "no-date-or-value")
@@ -66,10 +72,11 @@ def read_labs(
                 comparator=quantity.comparator,
             )
         )
-    return labs, tests
+    return labs, tests, done
 
 
-def _observed_at(obs: fr.Observation) -> datetime | None:
+def observed_at(obs: fr.Observation) -> datetime | None:
+    """When the observation was made (effective time, else when it was issued)."""
     return parse_datetime(
         obs.effectiveDateTime
         or obs.effectiveInstant
@@ -91,7 +98,7 @@ def read_pregnancy_results(
         if obs.status not in USABLE_LAB_STATUSES:
             report.ignore("Observation", f"status-{obs.status}")
             continue
-        when = _observed_at(obs)
+        when = observed_at(obs)
         answer = obs.valueCodeableConcept
         concepts = [answer] if answer else []
         if obs.valueString:

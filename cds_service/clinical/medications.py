@@ -1,4 +1,5 @@
-"""Medication requests and statements (and an order hook's drafts) as MedicationFacts."""
+"""Medication requests, statements and administrations (and an order hook's drafts) as
+MedicationFacts: the active ones, and the past ones (for "iron given in the last weeks")."""
 
 from __future__ import annotations
 
@@ -15,8 +16,12 @@ from cds_service.clinical.terminology import ValueSet
 
 ACTIVE_REQUEST = frozenset({"active", "on-hold"})
 ACTIVE_STATEMENT = frozenset({"active", "intended"})
-#: topics.md: in order hooks' draftOrders, draft (and active or on-hold) requests count.
+#: docs/card-topics.md: in order hooks' draftOrders, draft (and active or on-hold) requests count.
 DRAFT_REQUEST = frozenset({"draft", "active", "on-hold"})
+#: Past use: a request or statement completed or stopped, a dose given (or being given).
+PAST_REQUEST = frozenset({"completed", "stopped"})
+PAST_STATEMENT = frozenset({"completed", "stopped"})
+GIVEN = frozenset({"completed", "in-progress", "on-hold", "stopped"})
 
 
 def read_drafts(
@@ -35,7 +40,10 @@ def read_drafts(
     drafts = read_resources({"draftOrders": draft_orders}, patient_id, report)
     referenced = read_resources(references, patient_id, ReadReport()).medications
     drafts = replace(
-        drafts, medications={**referenced, **drafts.medications}, medication_statements=()
+        drafts,
+        medications={**referenced, **drafts.medications},
+        medication_statements=(),
+        medication_administrations=(),
     )
     return tuple(read_medications(drafts, value_sets, report, DRAFT_REQUEST))
 
@@ -77,8 +85,54 @@ def read_medications(
         )
 
 
+def read_medication_history(
+    res: Resources, value_sets: Mapping[str, ValueSet]
+) -> Iterator[MedicationFact]:
+    """Medications used in the past that belong to one of our value sets: requests and
+    statements completed or stopped (or unknown with an end date), and doses given.
+
+    Not counted in the report: the active reading already counted these resources.
+    """
+    uses: list[fr.MedicationUse] = [
+        *(r for r in res.medication_requests if r.status in PAST_REQUEST),
+        *(s for s in res.medication_statements if _is_past_statement(s)),
+        *(a for a in res.medication_administrations if a.status in GIVEN),
+    ]
+    for use in uses:
+        concept = _medication_concept(use, res.medications)
+        if concept is None:
+            continue
+        members = members_of(value_sets, [concept], MEDICATION_VALUE_SETS)
+        if not members:
+            continue
+        yield MedicationFact(
+            name=display_name(concept, members, value_sets, "unnamed medication"),
+            value_sets=members,
+            status=use.status,
+            source=f"{use.resourceType}/{use.id}",
+            when=parse_datetime(_when(use)),
+        )
+
+
+def _when(use: fr.MedicationUse) -> str | None:
+    """When the use happened: authored (request), taken or given (statement, administration)."""
+    if isinstance(use, fr.MedicationRequest):
+        return use.authoredOn
+    assert isinstance(use, fr.MedicationStatement | fr.MedicationAdministration)
+    period = use.effectivePeriod
+    given = use.effectiveDateTime or (period.end or period.start if period else None)
+    if isinstance(use, fr.MedicationStatement):
+        return given or use.dateAsserted
+    return given
+
+
+def _is_past_statement(use: fr.MedicationStatement) -> bool:
+    ended = use.effectivePeriod is not None and use.effectivePeriod.end is not None
+    return use.status in PAST_STATEMENT or (use.status == "unknown" and ended)
+
+
 def _is_active(use: fr.MedicationUse) -> bool:
-    """topics.md: requests active or on-hold; statements active, intended, or unknown
+    """docs/card-topics.md: requests active or on-hold; statements active, intended, or unknown
     without an end date."""
     if isinstance(use, fr.MedicationRequest):
         return use.status in ACTIVE_REQUEST

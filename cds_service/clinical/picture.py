@@ -14,11 +14,12 @@ from typing import Any, Literal
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.budget import Budget
 from cds_service.clinical.coding import display_name, members_of, status_code
-from cds_service.clinical.dates import parse_date, parse_datetime
+from cds_service.clinical.dates import age_in_years, parse_date, parse_datetime
 from cds_service.clinical.egfr import Sex
 from cds_service.clinical.facts import (
     CONDITION_VALUE_SETS,
     ORDER_VALUE_SETS,
+    PREGNANCY,
     RLS,
     ConditionFact,
     LabResult,
@@ -26,13 +27,15 @@ from cds_service.clinical.facts import (
     OrderFact,
     PregnancyResult,
 )
+from cds_service.clinical.gestation import read_pregnancy_codes
 from cds_service.clinical.labs import (
     add_computed_egfr,
     add_computed_tsat,
+    observed_at,
     read_labs,
     read_pregnancy_results,
 )
-from cds_service.clinical.medications import read_medications
+from cds_service.clinical.medications import read_medication_history, read_medications
 from cds_service.clinical.reader import ReadReport, Resources, read_resources
 from cds_service.clinical.terminology import ValueSet
 
@@ -70,14 +73,21 @@ class PatientPicture:
     report: ReadReport = field(repr=False, compare=False)
     orders: tuple[OrderFact, ...] = ()
     pregnancy_results: tuple[PregnancyResult, ...] = ()
+    medication_history: tuple[MedicationFact, ...] = ()
+    """Past medication use in our value sets (completed, stopped, given), for "iron given"."""
     deceased: bool = False
     unavailable: frozenset[str] = frozenset()
     """Kinds of data (patient, conditions, labs, medications, ...) that could not be read."""
 
     @property
     def has_rls(self) -> bool:
-        """The gate of topics.md: an active, not refuted RLS condition (in a living patient)."""
+        """The gate of docs/card-topics.md: active, unrefuted RLS (in a living patient)."""
         return not self.deceased and any(c.active and RLS in c.value_sets for c in self.conditions)
+
+    @property
+    def age(self) -> int | None:
+        """Completed years at the evaluation time, when the birth date is known."""
+        return age_in_years(self.birth_date, self.now.date()) if self.birth_date else None
 
     def active_conditions(self, value_set: str) -> list[ConditionFact]:
         return [c for c in self.conditions if c.active and value_set in c.value_sets]
@@ -135,13 +145,14 @@ def build_picture(
     res = read_resources(prefetch, patient_id, report)
     sex = res.patient.gender if res.patient and res.patient.gender in ("female", "male") else None
     birth = parse_date(res.patient.birthDate) if res.patient else None
-    labs, tests = read_labs(res.observations, value_sets, report)
+    labs, tests, done = read_labs(res.observations, value_sets, report)
     pregnancy = tuple(read_pregnancy_results(tests, value_sets, report))
     add_computed_tsat(labs)
     add_computed_egfr(labs, birth, sex)  # type: ignore[arg-type]
     conditions = tuple(_read_conditions(res.conditions, value_sets, report))
     medications = tuple(read_medications(res, value_sets, report))
-    orders = tuple(_read_orders(res, value_sets, report))
+    history = tuple(read_medication_history(res, value_sets))
+    orders = (*_read_orders(res, value_sets, report), *_observed_orders(done, value_sets))
     unread = {kind for kind_of in report.unread for kind in KINDS_OF_TYPE.get(kind_of, ())}
     return PatientPicture(
         patient_id=patient_id,
@@ -150,6 +161,7 @@ def build_picture(
         birth_date=birth,
         conditions=conditions,
         medications=medications,
+        medication_history=history,
         orders=orders,
         pregnancy_results=pregnancy,
         deceased=_deceased(res.patient, now),
@@ -183,6 +195,12 @@ def _read_conditions(
             continue
         clinical = status_code(condition.clinicalStatus)
         members = members_of(value_sets, [condition.code], CONDITION_VALUE_SETS)
+        gestation = None
+        if PREGNANCY in members:
+            reading = read_pregnancy_codes(value_sets[PREGNANCY], condition.code.pairs())
+            if reading.ended:  # a childbirth or puerperium code: not pregnant now
+                members = members - {PREGNANCY}
+            gestation = reading.gestation
         yield ConditionFact(
             name=display_name(condition.code, members, value_sets, "unnamed condition"),
             value_sets=members,
@@ -191,6 +209,21 @@ def _read_conditions(
             source=f"Condition/{condition.id}",
             clinical_status=clinical,
             onset=parse_datetime(condition.onsetDateTime),
+            gestation=gestation,
+        )
+
+
+def _observed_orders(
+    results: Iterable[fr.Observation], value_sets: Mapping[str, ValueSet]
+) -> Iterator[OrderFact]:
+    """A result on record (coeliac serology) shows its test was done, whatever the value."""
+    for obs in results:
+        yield OrderFact(
+            name=obs.code.label() or "unnamed test",
+            value_sets=members_of(value_sets, [obs.code], ORDER_VALUE_SETS),
+            state="done",
+            when=observed_at(obs),
+            source=f"Observation/{obs.id}",
         )
 
 

@@ -62,6 +62,7 @@ class Resources:
     observations: tuple[fr.Observation, ...]
     medication_requests: tuple[fr.MedicationRequest, ...]
     medication_statements: tuple[fr.MedicationStatement, ...]
+    medication_administrations: tuple[fr.MedicationAdministration, ...]
     service_requests: tuple[fr.ServiceRequest, ...]
     procedures: tuple[fr.Procedure, ...]
     medications: Mapping[str, fr.Medication]
@@ -126,6 +127,7 @@ def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadRep
         observations=of(fr.Observation),
         medication_requests=of(fr.MedicationRequest),
         medication_statements=of(fr.MedicationStatement),
+        medication_administrations=of(fr.MedicationAdministration),
         service_requests=of(fr.ServiceRequest),
         procedures=of(fr.Procedure),
         medications=medications,
@@ -179,7 +181,7 @@ def unresolved_medication_ids(prefetch: Mapping[str, Any]) -> list[str]:
         kind = raw["resourceType"]
         if kind == "Medication" and isinstance(raw.get("id"), str):
             present.add(raw["id"])
-        elif kind in ("MedicationRequest", "MedicationStatement"):
+        elif kind in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
             reference = raw.get("medicationReference")
             ref = reference.get("reference") if isinstance(reference, dict) else None
             if isinstance(ref, str) and not ref.startswith("#"):

@@ -64,6 +64,24 @@ CANONICAL: Mapping[str, tuple[str, Mapping[str, float]]] = {
         "kg",
         {"kg": 1.0, "g": 0.001, "[lb_av]": KG_PER_LB, "lb": KG_PER_LB, "lbs": KG_PER_LB},
     ),
+    # hCG is measured in international units only: mIU/mL = IU/L (and U/L as labs write it).
+    "hcg-quantitative": (
+        "mIU/mL",
+        {
+            "miu/ml": 1.0,
+            "m[iu]/ml": 1.0,
+            "iu/l": 1.0,
+            "[iu]/l": 1.0,
+            "mu/ml": 1.0,
+            "u/l": 1.0,
+            "iu/ml": 1000.0,
+            "[iu]/ml": 1000.0,
+        },
+    ),
+    "gestational-age": (
+        "wk",
+        {"wk": 1.0, "week": 1.0, "weeks": 1.0, "d": 1 / 7, "day": 1 / 7, "days": 1 / 7},
+    ),
 }
 
 

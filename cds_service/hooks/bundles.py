@@ -85,12 +85,17 @@ def _prefetch_value(template: str, resources: list[dict], patient_id: str) -> di
         return next(
             (r for r in resources if r["resourceType"] == kind and r["id"] == patient_id), None
         )
-    codes = _code_filter(template)
+    codes = _search_tokens(template, "code")
+    statuses = _search_tokens(template, "status")
     matches = [
-        r for r in resources if r["resourceType"] == kind and (codes is None or _coded(r, codes))
+        r
+        for r in resources
+        if r["resourceType"] == kind
+        and (codes is None or _coded(r, codes))
+        and (statuses is None or r.get("status") in statuses)
     ]
     entries = [{"resource": r, "search": {"mode": "match"}} for r in matches]
-    if kind in ("MedicationRequest", "MedicationStatement"):
+    if kind in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
         entries += [
             {"resource": r, "search": {"mode": "include"}}
             for r in resources
@@ -102,12 +107,13 @@ def _prefetch_value(template: str, resources: list[dict], patient_id: str) -> di
     return bundle
 
 
-def _code_filter(template: str) -> set[str] | None:
-    """The ``system|code`` tokens of a template's ``code=`` parameter, if it has one."""
+def _search_tokens(template: str, parameter: str) -> set[str] | None:
+    """The comma-separated tokens of a template's search parameter (``code=`` gives
+    ``system|code`` tokens, ``status=`` statuses), or None when it has none."""
     query = parse_qs(urlsplit(template).query)
-    if "code" not in query:
+    if parameter not in query:
         return None
-    return {token for value in query["code"] for token in value.split(",")}
+    return {token for value in query[parameter] for token in value.split(",")}
 
 
 def _coded(resource: dict, codes: set[str]) -> bool:

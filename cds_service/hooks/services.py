@@ -1,4 +1,4 @@
-"""The CDS services this deployment offers: one per hook, ids fixed by contract (design.md).
+"""The CDS services this deployment offers: one per hook, ids fixed by contract (CHANGELOG.md).
 
 Prefetch templates fetch what the rules read; the lab query lists the LOINC codes of the
 lab value sets, so adding a code to a value set also adds it to the query.
@@ -9,21 +9,27 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from cds_service.clinical.facts import PREGNANCY_TEST
+from cds_service import __version__
+from cds_service.clinical.facts import OBSERVED_ORDER_VALUE_SETS, PREGNANCY_TEST
 from cds_service.clinical.terminology import LOINC, ValueSet
 from cds_service.clinical.units import CANONICAL
 
 PATIENT_VIEW = "rls-secondary-causes"
 ORDER_SELECT = "rls-order-select"
 ORDER_SIGN = "rls-order-sign"
+#: Discovery extension naming the release that answers (spec: Extensions, namespaced keys).
+VERSION_EXTENSION = "org.rls-cds.version"
 #: Labs per search page; the client follows next links up to RLS_CDS_FHIR_MAX_PAGES pages.
 LAB_PAGE_SIZE = 100
 ORDER_PAGE_SIZE = 100
+#: The newest past medication uses read (IV iron given in the last 12 weeks is among them).
+HISTORY_PAGE_SIZE = 50
 #: Order value sets that are procedures (the lab ones are found as ServiceRequests).
 PROCEDURE_VALUE_SETS = (
     "order-venous-duplex",
     "order-nerve-conduction",
     "order-ankle-brachial-index",
+    "order-gi-evaluation",
 )
 WEIGHT = "body-weight"
 
@@ -36,13 +42,26 @@ PREFETCH_KINDS: Mapping[str, str] = {
     "weight": "weight",
     "medicationRequests": "medications",
     "medicationStatements": "medications",
+    "completedMedicationRequests": "medication-history",
+    "medicationAdministrations": "medication-history",
     "serviceRequests": "orders",
     "procedures": "orders",
 }
 #: Keys the rules can do without: when the EHR does not prefetch them and names no FHIR
 #: server, the hook still answers (Cockcroft-Gault falls back to eGFR; suggestions are not
-#: checked against orders on record) instead of failing with 412.
-OPTIONAL_KEYS = frozenset({"weight", "serviceRequests", "procedures"})
+#: checked against orders on record; IV iron is not offered without the record of iron
+#: given lately) instead of failing with 412.
+OPTIONAL_KEYS = frozenset(
+    {"weight", "serviceRequests", "procedures", "completedMedicationRequests",
+     "medicationAdministrations"}
+)  # fmt: skip
+#: Keys the order services do without: their cards are about the drafts.
+PATIENT_VIEW_ONLY = (
+    "serviceRequests",
+    "procedures",
+    "completedMedicationRequests",
+    "medicationAdministrations",
+)
 
 
 @dataclass(frozen=True)
@@ -70,16 +89,18 @@ class ServiceDefinition:
             "title": self.title,
             "description": description,
             "prefetch": dict(self.prefetch),
+            "extension": {VERSION_EXTENSION: __version__},
         }
 
 
 def prefetch_templates(value_sets: Mapping[str, ValueSet]) -> dict[str, str]:
-    """Templates for the patient, conditions, labs, weight, medications and orders.
+    """Templates for the patient, conditions, labs, weight, medications (active, and the
+    newest past ones: iron given lately) and orders.
 
     Lab and order queries list the codes of their value sets, so adding a code to a value set
     also adds it to the query.
     """
-    lab_sets = [a for a in CANONICAL if a != WEIGHT] + [PREGNANCY_TEST]
+    lab_sets = [a for a in CANONICAL if a != WEIGHT] + [PREGNANCY_TEST, *OBSERVED_ORDER_VALUE_SETS]
     patient = "{{context.patientId}}"
     return {
         "patient": f"Patient/{patient}",
@@ -91,6 +112,14 @@ def prefetch_templates(value_sets: Mapping[str, ValueSet]) -> dict[str, str]:
         "medicationRequests": f"MedicationRequest?patient={patient}&status=active,on-hold",
         "medicationStatements": (
             f"MedicationStatement?patient={patient}&status=active,intended,unknown"
+        ),
+        "completedMedicationRequests": (
+            f"MedicationRequest?patient={patient}&status=completed,stopped"
+            f"&_sort=-authoredon&_count={HISTORY_PAGE_SIZE}"
+        ),
+        "medicationAdministrations": (
+            f"MedicationAdministration?patient={patient}"
+            f"&_sort=-effective-time&_count={HISTORY_PAGE_SIZE}"
         ),
         "serviceRequests": (
             f"ServiceRequest?patient={patient}&status=active,on-hold,completed"
@@ -117,10 +146,11 @@ def _any_system(value_sets: Mapping[str, ValueSet], ids: tuple[str, ...]) -> str
 def build_services(value_sets: Mapping[str, ValueSet]) -> dict[str, ServiceDefinition]:
     """The three services, keyed by id, in discovery order.
 
-    The order services need no orders or procedures: their cards are about the drafts.
+    The order services need no orders, procedures or medication history: their cards are
+    about the drafts.
     """
     prefetch = prefetch_templates(value_sets)
-    ordering = {k: v for k, v in prefetch.items() if k not in ("serviceRequests", "procedures")}
+    ordering = {k: v for k, v in prefetch.items() if k not in PATIENT_VIEW_ONLY}
     services = [
         ServiceDefinition(
             id=PATIENT_VIEW,

@@ -109,6 +109,22 @@ class OrderSignContext(_Wire):
 class OrderSelectContext(OrderSignContext):
     selections: list[StrictStr] = Field(min_length=1)
 
+    def selected(self) -> tuple[frozenset[str], list[int]]:
+        """The ``Type/id`` of each selected draft order, and the positions of the selections
+        that name none of the drafts (by ``Type/id``, or the entry's ``fullUrl``)."""
+        names: dict[str, str] = {}
+        for entry in (self.draftOrders.model_extra or {}).get("entry") or []:
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if not isinstance(resource, dict):
+                continue
+            kind, rid = resource.get("resourceType"), resource.get("id")
+            if isinstance(kind, str) and isinstance(rid, str):
+                names[f"{kind}/{rid}"] = f"{kind}/{rid}"
+                if isinstance(entry.get("fullUrl"), str):
+                    names[entry["fullUrl"]] = f"{kind}/{rid}"
+        unmatched = [i for i, selection in enumerate(self.selections) if selection not in names]
+        return frozenset(names[s] for s in self.selections if s in names), unmatched
+
 
 CONTEXT_MODELS: dict[str, type[_Wire]] = {
     "patient-view": PatientViewContext,
@@ -239,6 +255,8 @@ class DiscoveryService(_Answer):
     description: StrictStr
     prefetch: dict[str, StrictStr] = Field(default_factory=dict)
     usageRequirements: StrictStr | None = None
+    extension: dict[str, Any] | None = None
+    """Carries ``org.rls-cds.version``: the release of the service answering."""
 
 
 class DiscoveryResponse(_Answer):

@@ -1,4 +1,4 @@
-"""Browser-test fixtures: Debian's Chromium (installed when missing), a live demo app on a
+"""Browser-test fixtures: Debian's Chromium (installed by `make test`), a live demo app on a
 free port, and a fresh browser page per test.
 
 Playwright drives /usr/bin/chromium; ``playwright install`` (its own browser download)
@@ -7,9 +7,6 @@ cannot work on these machines and is never called.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,29 +31,13 @@ CHROMIUM_ARGS = [
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"
 
 
-def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
-    command = ["apt-get", *args]
-    if os.geteuid() != 0 and shutil.which("sudo"):
-        command = ["sudo", "-n", *command]
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
-
-
 def ensure_chromium() -> Path:
-    """/usr/bin/chromium, installed with apt-get when missing; a clear failure otherwise."""
-    if CHROMIUM.exists():
-        return CHROMIUM
-    if shutil.which("apt-get") is None:
-        pytest.fail(f"{CHROMIUM} is missing and there is no apt-get to install Debian's chromium")
-    result = _apt_get("install", "-y", "chromium")
-    if result.returncode != 0:  # a fresh machine may have no package lists yet
-        _apt_get("update")
-        result = _apt_get("install", "-y", "chromium")
-    if result.returncode != 0 or not CHROMIUM.exists():
+    """/usr/bin/chromium, or a failure saying how to get it: `make test` installs Debian's
+    package (scripts/prereqs.sh); a test never installs anything."""
+    if not CHROMIUM.exists():
         pytest.fail(
-            f"the browser tests need Debian's Chromium at {CHROMIUM}, and "
-            f"`apt-get install -y chromium` failed (exit {result.returncode}):\n"
-            f"{result.stderr[-2000:]}"
+            f"the browser tests need Debian's Chromium at {CHROMIUM}: run `make test` "
+            "(it installs it when it can) or `apt-get install chromium`"
         )
     return CHROMIUM
 

@@ -6,7 +6,10 @@
 // Prints exactly one line on stdout once ready: "listening on http://127.0.0.1:PORT/fhir".
 // Logs one line per request on stderr: "METHOD URL STATUS".
 // Environment: SANDBOX_REQUIRE_TOKEN=<token> (401 without "Authorization: Bearer <token>"),
-//              SANDBOX_DELAY_MS=<n> (every response is delayed by n ms).
+//              SANDBOX_DELAY_MS=<n> (every response is delayed by n ms),
+//              SANDBOX_CORS_ORIGINS=<origin>,... or * (browser clients such as the CDS Hooks
+//              Sandbox: those origins get CORS headers, their preflights are answered, and a
+//              private-network preflight is allowed; other origins get no CORS headers).
 
 import http from 'node:http';
 import {
@@ -43,6 +46,10 @@ function parsePort(argv) {
 const port = parsePort(process.argv.slice(2));
 const requiredToken = process.env.SANDBOX_REQUIRE_TOKEN || '';
 const delayMs = Math.max(0, Number.parseInt(process.env.SANDBOX_DELAY_MS || '0', 10) || 0);
+const corsOrigins = (process.env.SANDBOX_CORS_ORIGINS || '')
+  .split(',')
+  .map((origin) => origin.trim().replace(/\/+$/, ''))
+  .filter(Boolean);
 
 // ---------------------------------------------------------------- FHIR definitions
 
@@ -342,7 +349,42 @@ function authorized(req) {
   return req.headers.authorization === `Bearer ${requiredToken}`;
 }
 
+// ---------------------------------------------------------------- CORS
+
+function corsHeaders(req) {
+  const origin = req.headers.origin;
+  if (!origin || !(corsOrigins.includes('*') || corsOrigins.includes(origin))) {
+    return {};
+  }
+  const headers = {
+    'Access-Control-Allow-Origin': corsOrigins.includes('*') ? '*' : origin,
+    'Access-Control-Expose-Headers': 'Location, Content-Location, ETag, Last-Modified, WWW-Authenticate',
+    Vary: 'Origin',
+  };
+  if (req.method === 'OPTIONS') {
+    headers['Access-Control-Allow-Methods'] = 'GET, POST, PUT, DELETE, OPTIONS';
+    headers['Access-Control-Allow-Headers'] =
+      'Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, If-None-Exist';
+    headers['Access-Control-Max-Age'] = '600';
+    if (req.headers['access-control-request-private-network'] === 'true') {
+      headers['Access-Control-Allow-Private-Network'] = 'true';
+    }
+  }
+  return headers;
+}
+
+function isPreflight(req) {
+  return req.method === 'OPTIONS' && req.headers.origin && req.headers['access-control-request-method'];
+}
+
 async function handle(req, res) {
+  const cors = corsHeaders(req);
+  if (isPreflight(req)) {
+    req.resume();
+    res.writeHead(Object.keys(cors).length > 0 ? 204 : 403, cors);
+    res.end();
+    return;
+  }
   let reply;
   try {
     if (!authorized(req)) {
@@ -370,6 +412,7 @@ async function handle(req, res) {
     'Content-Type': FHIR_JSON,
     'Content-Length': Buffer.byteLength(payload),
     ...(reply.headers ?? {}),
+    ...cors,
   });
   res.end(payload);
 }

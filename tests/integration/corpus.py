@@ -1,4 +1,4 @@
-"""The robustness corpus (../shared/corpus): where it is, what its files hold, how to run them.
+"""The robustness corpus (tests/corpus): where it is, what its files hold, how to run them.
 
 Every file is run once and cached, so the parametrized tests and the report share the work.
 A missing corpus or file fails with a message naming the expected path; it is never skipped.
@@ -29,9 +29,10 @@ from cds_service.hooks.prefetch import resource_type
 from cds_service.hooks.services import PATIENT_VIEW, build_services
 from cds_service.settings import Settings
 from tests import builders as b
+from tests.contract import TOPIC_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = ROOT / "tests" / "corpus"
 REPORT = ROOT / "test-output" / "corpus-report.json"
 VALUE_SETS = b.KNOWLEDGE.value_sets
 SERVICES = build_services(VALUE_SETS)
@@ -39,15 +40,7 @@ SERVICE_FOR_HOOK = {service.hook: service.id for service in SERVICES.values()}
 NO_PATIENT = "no-patient"
 #: Cards may show data dated up to a day after now (clock skew), never later.
 LATEST_SHOWN = (b.NOW + timedelta(days=1)).date()
-CONTRACT_TOPICS = frozenset(
-    {
-        "iron-studies-due", "iron-below-target", "renal-function-due", "kidney-disease",
-        "gabapentinoid-renal-dose", "pregnancy", "neuropathy-or-radiculopathy",
-        "sedating-antihistamine", "serotonergic-antidepressant", "antipsychotic",
-        "dopamine-antagonist-antiemetic", "dopamine-agonist-augmentation",
-        "venous-insufficiency", "peripheral-arterial-disease", "prior-dvt",
-    }
-)  # fmt: skip
+CONTRACT_TOPICS = frozenset(TOPIC_CODES)
 #: Spec pages, one per hook, whose examples are bare ``context`` objects.
 HOOK_PAGES = frozenset(
     {"patient-view", "order-select", "order-sign", "medication-prescribe", "order-review",
@@ -76,8 +69,7 @@ def name(path: Path) -> str:
 @cache
 def load(path: Path) -> Any:
     assert CORPUS.is_dir(), (
-        f"the robustness corpus is missing: expected {CORPUS} (../shared/corpus beside the "
-        "repository checkout)"
+        f"the robustness corpus is missing: expected {CORPUS} (tests/corpus in the repository)"
     )
     assert path.is_file(), f"corpus file missing: {path}"
     return json.loads(path.read_text("utf-8"))

@@ -1,7 +1,7 @@
 """The FHIR server that integration tests talk to.
 
 By default a local FHIR R4 server is started from ``tests/fhir_sandbox`` (Medplum's
-open-source FHIR router on Node, in memory), installed with ``npm ci`` when needed,
+open-source FHIR router on Node, in memory), installed by ``make`` (``npm ci``),
 and loaded with every transaction Bundle in ``fhir_fixtures/patients``. With
 ``RLS_CDS_TEST_FHIR_BASE`` set, that server is used instead (the fixtures are loaded
 into it too) and Node is not started.
@@ -36,9 +36,8 @@ SANDBOX_DIR = ROOT / "tests" / "fhir_sandbox"
 FIXTURE_BUNDLES = sorted((ROOT / "fhir_fixtures" / "patients").glob("*.json"))
 
 BASE_URL_ENV = "RLS_CDS_TEST_FHIR_BASE"
-SANDBOX_ENV_VARS = ("SANDBOX_REQUIRE_TOKEN", "SANDBOX_DELAY_MS")
+SANDBOX_ENV_VARS = ("SANDBOX_REQUIRE_TOKEN", "SANDBOX_DELAY_MS", "SANDBOX_CORS_ORIGINS")
 START_TIMEOUT_S = 60.0
-NPM_TIMEOUT_S = 600.0
 FHIR_JSON = "application/fhir+json"
 _LISTENING = re.compile(r"^listening on (http://\S+)\s*$")
 
@@ -49,31 +48,16 @@ class FhirServer:
     process: subprocess.Popen[str] | None = None
 
 
-def _installed_at(node_modules: Path) -> float:
-    # npm writes node_modules/.package-lock.json on every install; fall back to the folder.
-    marker = node_modules / ".package-lock.json"
-    return (marker if marker.exists() else node_modules).stat().st_mtime
-
-
 def ensure_installed() -> None:
-    """Run ``npm ci`` when node_modules is missing or older than package-lock.json."""
-    node_modules = SANDBOX_DIR / "node_modules"
+    """Fail with the command to run when the sandbox's npm packages are not installed (or
+    older than package-lock.json): `make test` installs them with ``npm ci``, never a test."""
+    marker = SANDBOX_DIR / "node_modules" / ".package-lock.json"
     lock = SANDBOX_DIR / "package-lock.json"
-    if node_modules.is_dir() and _installed_at(node_modules) >= lock.stat().st_mtime:
-        return
-    npm = shutil.which("npm")
-    if npm is None:
-        raise RuntimeError("npm is not on PATH: the FHIR sandbox needs Node.js 20.19+ and npm")
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=SANDBOX_DIR,
-        capture_output=True,
-        text=True,
-        timeout=NPM_TIMEOUT_S,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"npm ci failed in {SANDBOX_DIR}:\n{result.stdout}\n{result.stderr}")
+    if not marker.is_file() or marker.stat().st_mtime < lock.stat().st_mtime:
+        raise RuntimeError(
+            f"the FHIR sandbox's npm packages are missing or stale in {SANDBOX_DIR}: run "
+            "`make test` (or `cd tests/fhir_sandbox && npm ci`)"
+        )
 
 
 def _read_lines(stream, lines: queue.Queue[str | None]) -> None:
@@ -82,12 +66,15 @@ def _read_lines(stream, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def start_sandbox(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], str]:
-    """Start one sandbox on a free port; return the process and its base URL (…/fhir).
+def start_sandbox(
+    env: dict[str, str] | None = None, port: int = 0
+) -> tuple[subprocess.Popen[str], str]:
+    """Start one sandbox on `port` (0: a free one); return the process and its base URL.
 
-    ``env`` adds variables such as SANDBOX_REQUIRE_TOKEN or SANDBOX_DELAY_MS; those two are
-    never inherited from the calling environment. The caller stops it with stop_sandbox().
-    The server's request log (stderr) goes to a temporary file, ``process.log_path``.
+    ``env`` adds variables such as SANDBOX_REQUIRE_TOKEN, SANDBOX_DELAY_MS or
+    SANDBOX_CORS_ORIGINS; those are never inherited from the calling environment. The
+    caller stops it with stop_sandbox(). The server's request log (stderr) goes to a
+    temporary file, ``process.log_path``.
     """
     ensure_installed()
     node = shutil.which("node")
@@ -99,7 +86,7 @@ def start_sandbox(env: dict[str, str] | None = None) -> tuple[subprocess.Popen[s
         prefix="fhir-sandbox-", suffix=".log", delete=False
     )
     process = subprocess.Popen(
-        [node, "server.mjs", "--port", "0"],
+        [node, "server.mjs", "--port", str(port)],
         cwd=SANDBOX_DIR,
         env=child_env,
         stdin=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Every file of the robustness corpus (../shared/corpus, real FHIR and CDS Hooks data none of
+"""Every file of the robustness corpus (tests/corpus, real FHIR and CDS Hooks data none of
 us wrote) goes through the reader, the picture, the engine and the HTTP service without an
 exception, and the Synthea patients get plausible cards.
 
@@ -53,8 +53,8 @@ def ids(paths: list[Path]) -> list[str]:
     return [c.name(path) for path in paths]
 
 
-def test_corpus_sits_beside_the_repository():
-    """CI checks ../shared out beside the repo; without it these tests must fail, not skip."""
+def test_corpus_is_in_the_repository():
+    """The corpus ships in tests/corpus; should it go missing these tests fail, never skip."""
     assert c.CORPUS.is_dir(), f"robustness corpus missing: expected it at {c.CORPUS}"
     counts = {folder: len(list((c.CORPUS / folder).rglob("*.json"))) for folder in FOLDERS}
     assert counts["fhir-examples"] >= 170, counts

@@ -59,6 +59,8 @@ def test_without_prefetch_everything_is_fetched_with_the_bearer_token(client, fh
     assert topics(response) == ["iron-below-target"]
     assert fetched_paths(fhir) == [
         "Condition",
+        "MedicationAdministration",
+        "MedicationRequest",
         "MedicationRequest",
         "MedicationStatement",
         "Observation",
@@ -119,6 +121,8 @@ def test_refused_by_the_fhir_server_is_412_naming_the_keys(client, fhir, status)
         "weight",
         "medicationRequests",
         "medicationStatements",
+        "completedMedicationRequests",
+        "medicationAdministrations",
         "serviceRequests",
         "procedures",
     }

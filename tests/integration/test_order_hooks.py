@@ -91,7 +91,8 @@ def draft_orders(*drafts: dict) -> dict:
 
 def order_prefetch(*record: dict) -> dict:
     prefetch = b.prefetch(b.rls(), *record)
-    del prefetch["serviceRequests"], prefetch["procedures"]
+    for key in set(prefetch) - ORDER_PREFETCH_KEYS:  # orders and past medications
+        del prefetch[key]
     return prefetch
 
 
@@ -337,3 +338,39 @@ def test_a_drafts_medication_missing_from_the_request_is_read_by_id(
         c.request.url for c in fhir.calls if urlsplit(c.request.url).path.endswith("/Medication")
     ]
     assert urlsplit(lookup).query == "_id=med-1"
+
+
+class TestSelectionsMustNameDrafts:
+    """order-select: a selection that is none of the draft orders is an integration error,
+    answered 400 naming the item by position (never echoing the request's text)."""
+
+    DRAFTS = (text_draft("Hydroxyzine 25 mg tablet", "hx"), text_draft("Amoxicillin", "amx"))
+
+    def test_a_selection_matching_no_draft_is_400_naming_it(self, client):
+        body = order_body(
+            "order-select", list(self.DRAFTS), order_prefetch(), selections=["MedicationRequest/zz"]
+        )
+        response = post_json(client, SELECT, body)
+        assert response.status_code == 400
+        details = response.get_json()["details"]
+        assert [d["loc"] for d in details] == ["context.selections.0"]
+        assert "MedicationRequest/zz" not in response.get_data(as_text=True)
+
+    def test_only_the_unmatched_selections_are_named(self, client):
+        selections = ["MedicationRequest/hx", "hx", "MedicationRequest/amx", "Patient/hx"]
+        body = order_body(
+            "order-select", list(self.DRAFTS), order_prefetch(), selections=selections
+        )
+        response = post_json(client, SELECT, body)
+        assert response.status_code == 400
+        locs = [d["loc"] for d in response.get_json()["details"]]
+        assert locs == ["context.selections.1", "context.selections.3"]
+
+    def test_a_selected_draft_of_another_type_or_by_full_url_is_accepted(self, client):
+        service_request = {"resourceType": "ServiceRequest", "id": "lab1", "status": "draft",
+                           "intent": "order", "subject": {"reference": f"Patient/{b.PATIENT_ID}"},
+                           "code": {"text": "Ferritin"}}  # fmt: skip
+        body = order_body("order-select", [*self.DRAFTS, service_request], order_prefetch(),
+                          selections=["ServiceRequest/lab1", "urn:uuid:hx-draft"])  # fmt: skip
+        body["context"]["draftOrders"]["entry"][0]["fullUrl"] = "urn:uuid:hx-draft"
+        assert post_json(client, SELECT, body).status_code == 200

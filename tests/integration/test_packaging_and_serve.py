@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -202,3 +203,43 @@ def test_serve_prod_answers_hooks_from_every_worker_and_sums_their_metrics(tmp_p
     assert server.returncode == 0
     assert output.count("Booting worker") == 2
     assert "Shutting down: Master" in output
+
+
+def test_serve_prod_with_a_metrics_port_keeps_metrics_off_the_main_port(tmp_path):
+    """RLS_CDS_METRICS_PORT: gunicorn binds a second port; /metrics answers only there (what
+    deploy/k8s's NetworkPolicy keeps inside the cluster), the hooks only on the main port."""
+    metrics_port = free_port()
+    command = ["rls-cds", "serve", "--prod", "--demo", "--host", "x", "--port", "0"]
+    server, base = start_prod(command, tmp_path, RLS_CDS_METRICS_PORT=str(metrics_port))
+    internal = f"http://127.0.0.1:{metrics_port}"
+    try:
+        wait_until_healthy(base, server)
+        assert fetch(f"{base}/cds-services/rls-secondary-causes", b.hook_request())[0] == 200
+        assert "rls_cds_hook_duration_seconds_count" in scrape(internal)
+        with pytest.raises(urllib.error.HTTPError) as hidden:
+            scrape(base)
+        assert hidden.value.code == 404
+        with pytest.raises(urllib.error.HTTPError) as no_hooks:
+            fetch(f"{internal}/cds-services/rls-secondary-causes", b.hook_request())
+        assert no_hooks.value.code == 404
+        assert fetch(f"{internal}/readyz")[0] == 200
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    assert server.returncode == 0
+
+
+def test_sdist_carries_every_file_the_repository_tracks(tmp_path):
+    """The source distribution is enough to run the suite: every tracked file is in it."""
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "--target", "sdist", "-d", str(tmp_path)],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+    (sdist,) = tmp_path.glob("rls_cds-*.tar.gz")
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [name for name in tracked if name not in names] == []
+    assert not any("node_modules" in name for name in names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import kubernetes_validate
@@ -78,3 +79,47 @@ def test_workers_follow_the_cgroup_cpu_quota(tmp_path, quota, expected):
     cpu_max.write_text(quota)
     available = cpu_count(tmp_path / "absent")
     assert cpu_count(cpu_max) == (available if expected is None else min(expected, available))
+
+
+def test_trusted_clients_are_a_mounted_file_never_in_the_environment():
+    app = container()
+    env_maps = {ref["configMapRef"]["name"] for ref in app["envFrom"]}
+    settings_map = load("configmap.yaml")
+    assert settings_map["metadata"]["name"] in env_maps
+    assert all(key.startswith("RLS_CDS_") for key in settings_map["data"]), "only settings"
+    clients = load("trusted-clients.yaml")
+    assert clients["metadata"]["name"] not in env_maps
+    pod = load("deployment.yaml")["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v.get("configMap", {}).get("name") == clients[
+        "metadata"]["name"]]  # fmt: skip
+    (mount,) = [m for m in app["volumeMounts"] if m["name"] == volume["name"]]
+    (item,) = volume["configMap"]["items"]
+    path = f"{mount['mountPath']}/{item['path']}"
+    assert mount["readOnly"] is True
+    assert settings_map["data"]["RLS_CDS_TRUSTED_CLIENTS"] == path
+    json.loads(clients["data"][item["key"]])  # a JSON list of clients
+
+
+def test_disruption_budget_keeps_a_pod_of_the_deployment():
+    pdb = load("pdb.yaml")["spec"]
+    deployment = load("deployment.yaml")["spec"]
+    assert pdb["selector"] == deployment["selector"]
+    assert 1 <= pdb["minAvailable"] < deployment["replicas"]
+
+
+def test_metrics_port_is_reachable_from_the_monitoring_namespace_only():
+    settings_map = load("configmap.yaml")["data"]
+    ports = {port["name"]: port["containerPort"] for port in container()["ports"]}
+    assert int(settings_map["RLS_CDS_METRICS_PORT"]) == ports["metrics"]
+    template = load("deployment.yaml")["spec"]["template"]
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(ports["metrics"])
+    policy = load("networkpolicy.yaml")["spec"]
+    assert policy["podSelector"] == load("deployment.yaml")["spec"]["selector"]
+    by_port = {rule["ports"][0]["port"]: rule for rule in policy["ingress"]}
+    assert set(by_port) == {"http", "metrics"}
+    assert "from" not in by_port["http"]  # EHRs reach the hooks
+    (source,) = by_port["metrics"]["from"]
+    assert source == {"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}  # fmt: skip
+    service_ports = {p["targetPort"] for p in load("service.yaml")["spec"]["ports"]}
+    assert service_ports == {"http"}, "the Service publishes the hooks' port only"

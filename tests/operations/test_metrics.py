@@ -169,3 +169,39 @@ def test_multiprocess_mode_adds_up_the_workers(tmp_path):
         'rls_cds_cards_issued_total{service="rls-secondary-causes",topic="pregnancy"} 6.0' in page
     )
     assert list(Path(tmp_path).glob("*.db"))
+
+
+class TestMetricsPort:
+    """RLS_CDS_METRICS_PORT: /metrics only on the internal port, hooks never there."""
+
+    @pytest.fixture
+    def client(self, tmp_path):
+        settings = Settings(demo=True, data_dir=tmp_path, metrics_port=9090)
+        return create_app(settings, clock=lambda: b.NOW).test_client()
+
+    @staticmethod
+    def on(port: int) -> dict[str, str]:
+        return {"SERVER_PORT": str(port)}
+
+    def test_metrics_answer_on_the_metrics_port_only(self, client):
+        assert client.get("/metrics", environ_overrides=self.on(9090)).status_code == 200
+        refused = client.get("/metrics", environ_overrides=self.on(8080))
+        assert refused.status_code == 404 and refused.get_json()["error"]
+
+    def test_probes_answer_on_both_ports(self, client):
+        for port in (8080, 9090):
+            assert client.get("/healthz", environ_overrides=self.on(port)).status_code == 200
+            assert client.get("/readyz", environ_overrides=self.on(port)).status_code == 200
+
+    def test_hooks_and_discovery_are_not_served_on_the_metrics_port(self, client):
+        assert client.get("/cds-services", environ_overrides=self.on(9090)).status_code == 404
+        hook = client.post(
+            "/cds-services/rls-secondary-causes", json=b.hook_request(),
+            environ_overrides=self.on(9090),
+        )  # fmt: skip
+        assert hook.status_code == 404
+        assert client.get("/cds-services", environ_overrides=self.on(8080)).status_code == 200
+
+    def test_the_host_header_cannot_choose_the_port(self, client):
+        page = client.get("/metrics", environ_overrides=self.on(8080), headers={"Host": "x:9090"})
+        assert page.status_code == 404

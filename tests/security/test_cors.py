@@ -62,3 +62,29 @@ class TestCors:
         """Browsers send OPTIONS without Authorization; it must not be a 401."""
         response = cors_client.options(HOOK_PATH, headers={"Origin": SANDBOX, **PREFLIGHT})
         assert response.status_code != 401
+
+
+class TestPreflightDetails:
+    def test_private_network_preflight_is_allowed_for_an_allowed_origin(self, cors_client):
+        """Chrome asks before a public page (the sandbox) calls a loopback service."""
+        headers = {"Origin": SANDBOX, **PREFLIGHT, "Access-Control-Request-Private-Network": "true"}
+        response = cors_client.options(HOOK_PATH, headers=headers)
+        assert response.headers["Access-Control-Allow-Private-Network"] == "true"
+
+    def test_private_network_preflight_from_another_origin_gets_nothing(self, cors_client):
+        headers = {"Origin": "https://evil.example", **PREFLIGHT,
+                   "Access-Control-Request-Private-Network": "true"}  # fmt: skip
+        response = cors_client.options(HOOK_PATH, headers=headers)
+        assert "Access-Control-Allow-Private-Network" not in response.headers
+        assert "Access-Control-Allow-Origin" not in response.headers
+
+    def test_a_preflight_is_not_logged_or_counted_as_a_hook_call(self, cors_client, caplog):
+        from prometheus_client import REGISTRY
+
+        labels = {"service": "rls-secondary-causes", "status": "200"}
+        before = REGISTRY.get_sample_value("rls_cds_hook_duration_seconds_count", labels) or 0
+        with caplog.at_level("INFO", logger="cds_service"):
+            cors_client.options(HOOK_PATH, headers={"Origin": SANDBOX, **PREFLIGHT})
+        assert [r for r in caplog.records if r.getMessage() == "hook answered"] == []
+        after = REGISTRY.get_sample_value("rls_cds_hook_duration_seconds_count", labels) or 0
+        assert after == before

@@ -53,6 +53,34 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
         (b.esrd(), b.kidney_ok(), o(b.FERRITIN, 150, "ng/mL"), o(b.TSAT, 12, "%")),
         {"iron-below-target": "esrd", "kidney-disease": "esrd-listed"},
     ),
+    "esrd-by-egfr": (
+        (o(b.EGFR, 12, "mL/min/{1.73_m2}"), o(b.FERRITIN, 150, "ng/mL"), o(b.TSAT, 12, "%")),
+        {"iron-below-target": "esrd-egfr", "kidney-disease": "kidney-failure"},
+    ),
+    "child": (
+        (b.kidney_ok(), o(b.FERRITIN, 30, "ng/mL"), weight(28)),
+        {"iron-below-target": "child"},
+    ),
+    "overload": (
+        (
+            b.kidney_ok(),
+            o(b.FERRITIN, 30, "ng/mL"),
+            b.condition(b.coding(ICD10CM, "E83.110", "Hereditary hemochromatosis")),
+        ),
+        {"iron-below-target": "overload"},
+    ),
+    "inflammation": (
+        (b.kidney_ok(), o(b.FERRITIN, 620, "ng/mL"), o(b.TSAT, 12, "%")),
+        {"iron-below-target": "inflammation"},
+    ),
+    "on-iron": (
+        (
+            b.kidney_ok(),
+            o(b.FERRITIN, 60, "ng/mL"),
+            b.medication_request(code="310325", text="ferrous sulfate 325 MG Oral Tablet"),
+        ),
+        {"iron-below-target": "on-iron"},
+    ),
     "pregnant-low-iron": (
         (
             pregnant(),
@@ -142,14 +170,20 @@ CASES: dict[str, tuple[tuple[dict, ...], dict[str, str]]] = {
 }
 
 
+#: Cases whose patient is not the default adult.
+PATIENTS = {"child": {"birth_date": "2017-05-01", "gender": "male"}}
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_case_reaches_its_variants_with_every_template_value(name):
     resources, expected = CASES[name]
-    found = b.findings(*resources)
+    found = b.findings(*resources, **PATIENTS.get(name, {}))
     assert {topic: f.variant for topic, f in found.items()} == expected
     for finding in found.values():
-        variant = KNOWLEDGE.cards[finding.topic].variants[finding.variant]
+        card = KNOWLEDGE.cards[finding.topic]
+        variant = card.variants[finding.variant]
         needed = template_fields(variant.summary) | template_fields(variant.detail)
+        needed -= set(card.thresholds)
         assert needed <= set(finding.values), (finding.topic, needed - set(finding.values))
     for card in RENDERER.render(found.values(), b.PATIENT_ID, b.NOW):
         assert "{" not in card["summary"] and "{" not in card["detail"]

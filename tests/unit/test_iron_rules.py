@@ -83,29 +83,28 @@ class TestBelowTarget:
         assert variants(below_target(ferritin(150), tsat(value))) == expected
 
     @pytest.mark.parametrize(
-        ("ferritin_value", "tsat_value", "variant", "suggestions"),
-        [
-            (50, 45, "oral-or-iv", ("oral-iron",)),
-            (50, 60, "oral-or-iv", ("oral-iron",)),
-            (90, 45, "iv-only", ()),
-        ],
+        ("ferritin_value", "tsat_value"), [(50, 45), (50, 60), (90, 45), (90, 45.1)]
     )
-    def test_tsat_at_or_above_45_withholds_iv_iron(
-        self, below_target, ferritin_value, tsat_value, variant, suggestions
-    ):
+    def test_tsat_at_or_above_45_is_iron_overload(self, below_target, ferritin_value, tsat_value):
+        """Contract revision 2026-12-02: a TSAT of 45 % or more in the last 5 years is iron
+        overload, so no iron at all (before: IV withheld, oral still offered)."""
         [finding] = below_target(ferritin(ferritin_value), tsat(tsat_value))
-        assert (finding.variant, finding.suggestions) == (variant, suggestions)
-        assert any("IV iron is not suggested" in note for note in finding.notes)
+        assert finding.variant == "overload"
+        assert "Transferrin (iron) saturation" in finding.values["overload"]
 
     def test_tsat_just_below_45_keeps_the_variant_suggestions(self, below_target):
         [finding] = below_target(ferritin(50), tsat(44.9))
-        assert (finding.suggestions, finding.notes) == (None, ())
+        assert finding.variant == "oral-or-iv"
+        assert finding.suggestions in (None, ("oral-iron", "iv-ferric-carboxymaltose"))
+        assert (finding.notes, finding.card_notes) == ((), ())
 
-    def test_missing_tsat_adds_a_note(self, below_target):
-        [finding] = below_target(ferritin(50))
+    def test_missing_tsat_leaves_oral_iron_and_offers_the_iron_panel_for_iv(self):
+        """Contract revision: without a TSAT the iron panel is offered in place of IV iron."""
+        [finding] = below_target_via_engine(ferritin(50))
         assert finding.variant == "oral-or-iv"
         assert finding.values["tsat"] == "not measured"
-        assert any("No transferrin saturation" in note for note in finding.notes)
+        assert finding.suggestions == ("oral-iron", "iron-panel")
+        assert [n.key for n in finding.card_notes] == ["iron-iv-no-tsat"]
 
     def test_old_tsat_counts_as_missing(self, below_target):
         [finding] = below_target(ferritin(50), tsat(10, when=OLD))
@@ -212,7 +211,11 @@ class TestEsrd:
             "End stage renal disease",
             "Dependence on renal dialysis",
         }
-        assert len(finding.data) == 2
+        assert [d.label for d in finding.data][1:] == [
+            "Ferritin in serum, plasma or blood",
+            "Transferrin (iron) saturation",
+        ]
+        assert finding.data[0].source == f"Condition/{esrd['id']}"
 
     @pytest.mark.parametrize(
         "labs",
@@ -250,9 +253,9 @@ class TestEngine:
     @pytest.mark.parametrize("thresholds", [{}, {"iron-studies-due": DUE}])
     def test_rule_without_a_card_is_a_start_up_error(self, thresholds):
         with pytest.raises(ValueError, match="rules without cards"):
-            Engine(thresholds, KNOWLEDGE.dosing)
+            Engine(thresholds, KNOWLEDGE.dosing, KNOWLEDGE.iron_catalogue)
 
     def test_card_without_a_rule_is_a_start_up_error(self):
         thresholds = KNOWLEDGE.thresholds | {"made-up": {}}
         with pytest.raises(ValueError, match="made-up"):
-            Engine(thresholds, KNOWLEDGE.dosing)
+            Engine(thresholds, KNOWLEDGE.dosing, KNOWLEDGE.iron_catalogue)

@@ -1,4 +1,4 @@
-"""Order hooks (issue 7, topics.md "Order hooks"): draft medication orders get the drug cards.
+"""Order hooks (issue 7; docs/card-topics.md "Order hooks"): draft orders get the drug cards.
 
 Each of the six order topics, on order-select and order-sign, for every way a draft can name
 its drug (text, RxNorm code, contained Medication, Medication elsewhere in draftOrders); the
@@ -19,6 +19,7 @@ from fhir.resources.R4B.medicationrequest import MedicationRequest
 
 from cds_service.clinical.engine import ORDER_TOPICS
 from cds_service.clinical.medications import read_drafts
+from cds_service.errors import RequestInvalid
 from cds_service.evaluation import Evaluator, FhirAccess
 from cds_service.fhir.client import FhirClient
 from cds_service.hooks.services import ORDER_SELECT, ORDER_SIGN, build_services
@@ -256,7 +257,7 @@ def test_suggestions_act_on_the_draft_and_are_valid_fhir(topic, hook):
 
 
 #: Whether to start an antidepressant or an antipsychotic is the prescriber's judgement
-#: (topics.md: "none automatic"): cancelling the draft is offered, never recommended.
+#: (docs/card-topics.md: "none automatic"): cancelling the draft is offered, not recommended.
 JUDGEMENT_TOPICS = ("serotonergic-antidepressant", "antipsychotic")
 
 
@@ -403,9 +404,13 @@ def test_an_unselected_culprit_of_each_topic_gets_no_card(topic):
     assert topic_of(only_card("order-sign", drafts)) == topic
 
 
-def test_selections_naming_no_draft_give_no_card():
+def test_selections_naming_no_draft_are_refused_not_answered_with_no_card():
+    """A selection that is none of the drafts was answered {"cards": []}, silently: the
+    integrator could not tell it from a safe order (issue 19). It is a 400 now."""
     drafts = culprit_draft("antipsychotic")
-    assert cards("order-select", drafts, selections=["MedicationRequest/elsewhere"]) == []
+    with pytest.raises(RequestInvalid) as refused:
+        cards("order-select", drafts, selections=["MedicationRequest/elsewhere"])
+    assert [d["loc"] for d in refused.value.details] == ["context.selections.0"]
 
 
 def test_order_select_cards_are_about_the_selected_culprits_only():
@@ -511,7 +516,7 @@ def test_drafts_cancelled_in_error_or_stopped_never_fire(topic, hook, status):
 
 @pytest.mark.parametrize("status", ["active", "on-hold"])
 def test_active_or_on_hold_requests_in_draft_orders_count(status):
-    """topics.md: in draftOrders, `draft`, `active` and `on-hold` requests count."""
+    """docs/card-topics.md: in draftOrders, `draft`, `active` and `on-hold` requests count."""
     card = only_card("order-sign", culprit_draft("antipsychotic", status=status))
     assert topic_of(card) == "antipsychotic"
 

@@ -103,5 +103,14 @@ class TestSettings:
 def test_readme_documents_every_setting():
     """The configuration table in README.md names each setting's environment variable."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     for name in Settings.model_fields:
-        assert f"`RLS_CDS_{name.upper()}`" in readme, name
+        assert f"`RLS_CDS_{name.upper()}`" in table, name
+    # read by the gunicorn configuration (serve --prod), not by Settings
+    for variable in (
+        "RLS_CDS_WORKERS",
+        "RLS_CDS_THREADS",
+        "RLS_CDS_BIND",
+        "PROMETHEUS_MULTIPROC_DIR",
+    ):
+        assert f"`{variable}`" in table, variable

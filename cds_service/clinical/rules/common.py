@@ -9,7 +9,7 @@ from cds_service.clinical.facts import ConditionFact, LabResult, MedicationFact,
 from cds_service.clinical.findings import DataPoint
 from cds_service.clinical.picture import PatientPicture
 
-#: "Recent" in topics.md: within the last 12 months of the evaluation time.
+#: "Recent" in docs/card-topics.md: within the last 12 months of the evaluation time.
 RECENT = "recent_days"
 
 
@@ -47,6 +47,11 @@ class Params(Mapping[str, float]):
 def at_most(lab: LabResult, limit: float) -> bool:
     """The value is certainly <= limit (a '>' result is not)."""
     return lab.value <= limit and lab.comparator not in (">", ">=")
+
+
+def at_least(lab: LabResult, limit: float) -> bool:
+    """The value is certainly >= limit (a '<' or '<=' result is not)."""
+    return lab.value >= limit and lab.comparator not in ("<", "<=")
 
 
 def below(lab: LabResult, limit: float) -> bool:

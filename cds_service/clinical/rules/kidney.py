@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from cds_service.clinical.dosing import DoseBand, DrugDosing, daily_dose_mg, product_strength_mg
-from cds_service.clinical.facts import MedicationFact
+from cds_service.clinical.facts import LabResult, MedicationFact
 from cds_service.clinical.findings import DataPoint, Finding, Target
 from cds_service.clinical.kidney import KidneyFunction, kidney_function
 from cds_service.clinical.picture import PatientPicture
@@ -97,7 +97,7 @@ def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
             )
     if dialysis:
         variant = "dialysis"
-    elif egfr is not None and below(egfr, t["egfr_failure_below"]):
+    elif failing_egfr(picture, t) is not None:
         variant = "kidney-failure"
     elif any(ESRD in c.value_sets for c in listed):
         variant = "esrd-listed"
@@ -106,6 +106,17 @@ def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
     else:
         variant = "listed"
     return [Finding("kidney-disease", variant, values, tuple(data), notes=tuple(notes))]
+
+
+def failing_egfr(picture: PatientPicture, t: Mapping[str, float]) -> LabResult | None:
+    """The latest recent eGFR when it is in kidney failure (KDIGO G5, below 15), else None.
+
+    One meaning of kidney failure for every card: the iron card takes the ESRD iron targets
+    from it (even without an ESRD or dialysis code), the kidney card its warning variant.
+    `t` are the kidney card's thresholds.
+    """
+    egfr = picture.latest(EGFR, timedelta(days=t["recent_days"]))
+    return egfr if egfr is not None and below(egfr, t["egfr_failure_below"]) else None
 
 
 def kdigo_stage(egfr: float) -> str:
