@@ -55,6 +55,8 @@ SERVICES = {
 SUPPRESSING = {"already-addressed", "patient-declined"}
 WORKERS = 2
 THREADS = 4
+#: How long the load waits before resending feedback answered 503 cards-not-recorded-yet.
+RETRY_S = 0.2
 #: Growth of a worker's RSS from after the warm-up to the end of the run. After the warm-up
 #: every worker has answered every example request on all its threads, so its caches (value
 #: set lookups, SQLAlchemy's compiled statements, the connection pool, one malloc arena per
@@ -79,6 +81,7 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     by_hook: Counter[str] = field(default_factory=Counter)
     broken: int = 0  # connection errors, timeouts
+    not_recorded_yet: int = 0  # feedback answered 503 cards-not-recorded-yet, then retried
     cards: int = 0
     acknowledged: int = 0  # sum of `stored` over 2xx feedback answers
     already: int = 0  # sum of `alreadyStored`
@@ -296,6 +299,13 @@ def drive(
             items = {"feedback": feedback_on(cards)}
             for attempt in range(2 if n % 10 == 0 else 1):
                 status, answer, took = connection.post(path + "/feedback", items)
+                while status == 503 and answer and answer["error"] == "cards-not-recorded-yet":
+                    # the card was answered by one worker and is still on its way to the
+                    # store when another gets its feedback: retried as an EHR would
+                    with tally.lock:
+                        tally.not_recorded_yet += 1
+                    time.sleep(RETRY_S)
+                    status, answer, took = connection.post(path + "/feedback", items)
                 with tally.lock:
                     note(status, took)
                     tally.feedback_posts += 1

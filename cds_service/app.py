@@ -6,6 +6,7 @@ Under gunicorn: ``gunicorn 'cds_service.app:create_app()'`` (settings from the e
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -14,16 +15,26 @@ from flask.json.provider import DefaultJSONProvider
 from flask_cors import CORS
 
 from cds_service import errors
-from cds_service.api import EXTENSION, Runtime, demo, discovery, health, hooks, openapi
+from cds_service.api import (
+    EXTENSION,
+    Runtime,
+    demo,
+    discovery,
+    headers,
+    health,
+    hooks,
+    openapi,
+)
 from cds_service.api import feedback as feedback_api
 from cds_service.auth import build_security
-from cds_service.evaluation import Clock, Evaluator, FhirAccess
+from cds_service.clinical.budget import CpuClock
+from cds_service.evaluation import Clock, DomainBudget, Evaluator, FhirAccess
 from cds_service.feedback import build_feedback
 from cds_service.fhir.client import FhirClient, new_session
-from cds_service.fhir.guard import is_allowed
 from cds_service.hooks.services import build_services
 from cds_service.knowledge import Knowledge
 from cds_service.logs import configure as configure_logging
+from cds_service.outbound import AllowList
 from cds_service.resources import shipped_dir
 from cds_service.settings import Settings
 from cds_service.store import make_engine
@@ -43,12 +54,12 @@ def _fhir_access(settings: Settings, client_servers: tuple[str, ...]) -> FhirAcc
     The service may connect to the configured allow-list and to the FHIR servers of the
     trusted clients; which of these one call may name is bound to its verified client.
     """
-    allowlist = tuple(dict.fromkeys(settings.effective_fhir_allowlist + client_servers))
+    allowlist = AllowList.of(dict.fromkeys(settings.effective_fhir_allowlist + client_servers))
     client = FhirClient(
         new_session(settings.fhir_max_parallel),
         connect_timeout=settings.fhir_connect_timeout_s,
         max_pages=settings.fhir_max_pages,
-        allowed=lambda url: is_allowed(url, allowlist),
+        allowed=allowlist,
     )
     executor = ThreadPoolExecutor(settings.fhir_max_parallel, thread_name_prefix="fhir")
     return FhirAccess(client, executor, allowlist, settings.hook_deadline_s)
@@ -76,10 +87,18 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Flask:
+def create_app(
+    settings: Settings | None = None,
+    clock: Clock = _utc_now,
+    cpu_clock: CpuClock = time.thread_time,
+) -> Flask:
     """Build the app: load and check the knowledge base, wire the adapters, register routes.
 
-    Raises TrustedClientsInvalid when the trusted-clients file cannot be used.
+    `clock` is the evaluation time; `cpu_clock` measures each call's CPU budget (tests
+    inject both).
+
+    Raises TrustedClientsInvalid when the trusted-clients file cannot be used, and
+    ConfigurationInvalid when the settings cannot make a safe service.
     """
     settings = settings or Settings()
     configure_logging(settings.log_level)
@@ -102,6 +121,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
             clock,
             _fhir_access(settings, security.clients.fhir_servers),
             feedback.suppressed,
+            DomainBudget(settings.domain_cpu_budget_s, cpu_clock),
         ),
         authenticator=security.authenticator,
         database=database,
@@ -112,6 +132,7 @@ def create_app(settings: Settings | None = None, clock: Clock = _utc_now) -> Fla
     for module in (discovery, hooks, feedback_api, health, openapi, demo):
         app.register_blueprint(module.bp)
     errors.register(app)
+    headers.register(app)
     log.info(
         "service ready",
         extra={"services": list(services), "topics": list(knowledge.cards), "demo": settings.demo},

@@ -8,13 +8,13 @@ clinician can judge how fresh it is.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from cds_service import card_ids
 from cds_service.clinical.findings import CardNote, Evidence, Finding
 from cds_service.knowledge import (
     SUMMARY_LIMIT,
@@ -51,7 +51,7 @@ class CardRenderer:
     leaving the service.
     """
 
-    def __init__(self, knowledge: Knowledge, new_id: NewId = lambda: str(uuid.uuid4())):
+    def __init__(self, knowledge: Knowledge, new_id: NewId = card_ids.new_id):
         self._cards = knowledge.cards
         self._notes = knowledge.notes
         self._new_id = new_id

@@ -235,14 +235,19 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def check_startup(settings: Settings) -> None:
-    """What start-up reads from files and secrets, checked before gunicorn starts."""
+    """What start-up reads from files, secrets and settings, checked before gunicorn."""
+    from cds_service.auth import require_public_base_url
     from cds_service.auth.clients import TrustedClientsInvalid, load_trusted_clients
+    from cds_service.errors import ConfigurationInvalid
     from cds_service.feedback import SecretMissing, patient_key_secret
 
     try:
+        require_public_base_url(settings)
         if settings.trusted_clients and not settings.demo:
             load_trusted_clients(settings.trusted_clients)
         patient_key_secret(settings)
+    except ConfigurationInvalid as exc:
+        raise InputError(str(exc)) from None
     except TrustedClientsInvalid as exc:
         raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
     except SecretMissing as exc:
@@ -253,11 +258,14 @@ def _create_app(settings: Settings) -> Flask:
     """create_app, with a configuration it cannot use reported in one line (exit 2)."""
     from cds_service.app import create_app
     from cds_service.auth import TrustedClientsInvalid
+    from cds_service.errors import ConfigurationInvalid
     from cds_service.feedback import SecretMissing
     from cds_service.knowledge import KnowledgeError
 
     try:
         return create_app(settings)
+    except ConfigurationInvalid as exc:
+        raise InputError(str(exc)) from None
     except TrustedClientsInvalid as exc:
         raise InputError(f"RLS_CDS_TRUSTED_CLIENTS: {exc}") from None
     except SecretMissing as exc:

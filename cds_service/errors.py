@@ -2,13 +2,21 @@
 
     ServiceError
     ├── RequestInvalid         400: not JSON, wrong content type, fields missing, wrong hook
+    │   └── CredentialsMisplaced 400: two Authorization headers, a token in the query
     ├── AuthenticationFailed   401: no or unacceptable credentials
     ├── UnknownService         404: no service with that id
+    ├── UnknownCards           404: feedback about cards not issued to this client here
     ├── PrefetchUnavailable    412: data the rules need is missing and cannot be fetched
+    ├── QuotaExceeded          429: the client used up a quota; Retry-After says when to retry
+    ├── HeaderTooLarge         431: an Authorization header too long to be a client JWT
+    ├── CardsNotRecordedYet    503: feedback on cards issued a moment ago; retry in 1 s
     ├── StoreUnavailable       503: the database cannot be reached
     └── ReplayStoreUnavailable 503: the JWT replay store cannot be asked (fail closed)
 
-Bodies never echo request content: it may hold patient data or tokens.
+ConfigurationInvalid (not an HTTP error) stops the start-up with a message for the operator.
+
+Bodies never echo request content: it may hold patient data or tokens. Every answer these
+handlers write, like every other answer, gets the headers of cds_service.api.headers.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ class ServiceError(Exception):
 
     status = 500
     code = "internal-error"
+    retry_after_s: int | None = None
+    """Sent as Retry-After (503 answers default to 5 s)."""
 
     def __init__(self, message: str, details: list[dict[str, Any]] | None = None):
         super().__init__(message)
@@ -47,6 +57,11 @@ class RequestInvalid(ServiceError):
     code = "invalid-request"
 
 
+class CredentialsMisplaced(RequestInvalid):
+    """Raised when credentials come twice or outside the Authorization header (RFC 6750
+    section 3.1: invalid_request)."""
+
+
 class AuthenticationFailed(ServiceError):
     """Raised when the caller is not an authenticated, trusted CDS client."""
 
@@ -61,11 +76,46 @@ class UnknownService(ServiceError):
     code = "unknown-service"
 
 
+class UnknownCards(ServiceError):
+    """Raised when feedback names a card this service did not issue to the calling client
+    at this service; whether it exists for another client is never said."""
+
+    status = 404
+    code = "unknown-card"
+
+
 class PrefetchUnavailable(ServiceError):
     """Raised when prefetch data the rules need is missing and cannot be fetched (spec 412)."""
 
     status = 412
     code = "prefetch-unavailable"
+
+
+class QuotaExceeded(ServiceError):
+    """Raised when a client has used up a quota (feedback items, replay records)."""
+
+    status = 429
+    code = "too-many-requests"
+
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class CardsNotRecordedYet(ServiceError):
+    """Raised when feedback names cards that may have been issued a moment ago and not be
+    recorded yet (see card_ids); the client retries shortly."""
+
+    status = 503
+    code = "cards-not-recorded-yet"
+    retry_after_s = 1
+
+
+class HeaderTooLarge(ServiceError):
+    """Raised when the Authorization header is longer than any client JWT we accept."""
+
+    status = 431
+    code = "request-header-fields-too-large"
 
 
 class StoreUnavailable(ServiceError):
@@ -82,6 +132,10 @@ class ReplayStoreUnavailable(ServiceError):
     code = "replay-store-unavailable"
 
 
+class ConfigurationInvalid(ValueError):
+    """Raised at start-up when the settings cannot make a safe service; says what to set."""
+
+
 def register(app: Flask) -> None:
     """Install the handlers that turn every failure into a JSON response."""
 
@@ -91,6 +145,10 @@ def register(app: Flask) -> None:
         response.status_code = error.status
         if error.status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        elif isinstance(error, CredentialsMisplaced):
+            response.headers["WWW-Authenticate"] = 'Bearer error="invalid_request"'
+        if error.retry_after_s is not None:
+            response.headers["Retry-After"] = str(error.retry_after_s)
         elif error.status == 503:
             response.headers["Retry-After"] = "5"
         return response

@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
+from cds_service.auth.model import Client, PatientScope
 from cds_service.cards import CardRenderer
+from cds_service.clinical.budget import Budget, CpuClock
 from cds_service.clinical.engine import Engine, OrderHook
 from cds_service.clinical.findings import Finding
 from cds_service.clinical.medications import read_drafts
@@ -25,15 +27,17 @@ from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownServi
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.errors import FhirError
 from cds_service.fhir.gather import Gathered, gather
-from cds_service.fhir.guard import is_allowed
 from cds_service.hooks.prefetch import TemplateError, render, unsatisfied
 from cds_service.hooks.services import OPTIONAL_KEYS, ServiceDefinition
 from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
 from cds_service.knowledge import Knowledge
+from cds_service.outbound import AllowList
 
 Clock = Callable[[], datetime]
-#: (patient id, topics, now) -> the topics clinicians overrode for this patient recently.
-Suppressor = Callable[[str, Iterable[str], datetime], set[str]]
+#: (patient, topics, now) -> the topics clinicians overrode for this patient recently.
+Suppressor = Callable[[PatientScope, Iterable[str], datetime], set[str]]
+#: The caller of the CLI's in-process calls (no authentication there).
+LOCAL_CLIENT = Client(issuer="local")
 
 #: Synthetic prefetch key for Medications read because requests referenced them.
 REFERENCED_MEDICATIONS = "_referencedMedications"
@@ -50,7 +54,7 @@ class Outcome:
     hook_instance: str
     report: ReadReport = field(default_factory=ReadReport)
     gathered: Gathered = field(default_factory=Gathered)
-    patient_id: str = ""
+    patient: PatientScope | None = None
     answered_at: datetime | None = None
     suppressed: frozenset[str] = frozenset()
     """Topics not shown because a clinician overrode them for this patient (feedback)."""
@@ -66,8 +70,19 @@ class FhirAccess:
 
     client: FhirClient
     executor: Executor
-    allowlist: tuple[str, ...]
+    allowlist: AllowList
     deadline_s: float
+
+
+@dataclass(frozen=True)
+class DomainBudget:
+    """The CPU seconds (of `clock`) each call may spend reading its patient's data."""
+
+    seconds: float
+    clock: CpuClock = time.thread_time
+
+    def start(self) -> Budget:
+        return Budget(self.seconds, self.clock)
 
 
 class Evaluator:
@@ -80,9 +95,11 @@ class Evaluator:
         clock: Clock,
         fhir: FhirAccess,
         suppressor: Suppressor | None = None,
+        budget: DomainBudget = DomainBudget(0.5),
     ):
         self._services = services
         self._suppressor = suppressor
+        self._budget = budget
         self._clock = clock
         self._fhir = fhir
         self._value_sets = knowledge.value_sets
@@ -102,22 +119,21 @@ class Evaluator:
         try:
             return self._services[service_id]
         except KeyError:
-            raise UnknownService(f"no CDS service with id {service_id!r}") from None
+            raise UnknownService("no CDS service with that id") from None
 
-    def evaluate(
-        self, service_id: str, body: Any, fhir_servers: tuple[str, ...] | None = None
-    ) -> Outcome:
-        """Validate `body` as a call of `service_id` and answer it.
+    def evaluate(self, service_id: str, body: Any, client: Client = LOCAL_CLIENT) -> Outcome:
+        """Validate `body` as a call of `service_id` by `client` and answer it.
 
-        `fhir_servers` are the FHIR server prefixes the authenticated client may name: a
-        request naming any other is refused before any connection. None (demo mode, the
-        CLI) means the deployment's allow-list, checked when a fetch is needed.
+        The client's `fhir_servers` are the FHIR server prefixes it may name: a request
+        naming any other is refused before any connection. None (demo mode, the CLI) means
+        the deployment's allow-list, checked when a fetch is needed.
         """
         deadline = time.monotonic() + self._fhir.deadline_s
         service = self.service(service_id)
         request, context = parse_request(service, body)
         server = request.fhirServer
-        if fhir_servers is not None and server and not is_allowed(str(server), fhir_servers):
+        allowed = client.fhir_servers
+        if allowed is not None and server and not allowed.allows(server):
             raise RequestInvalid(
                 "fhirServer is not one of the FHIR servers this client may name",
                 [{"loc": "fhirServer", "msg": "not a FHIR server of the calling client"}],
@@ -128,14 +144,15 @@ class Evaluator:
             kind for key in unread if key in service.prefetch and (kind := service.kind(key))
         )
         now = self._clock()
-        picture = build_picture(prefetch, context.patientId, now, self._value_sets, unavailable)
+        patient = PatientScope(client.issuer, client.tenant, server, context.patientId)
+        picture = build_picture(
+            prefetch, context.patientId, now, self._value_sets, unavailable, self._budget.start()
+        )
         suppressed: frozenset[str] = frozenset()
         if service.hook == "patient-view":
             findings = self._engine.patient_view(picture)
             if findings and self._suppressor is not None:
-                suppressed = frozenset(
-                    self._suppressor(context.patientId, {f.topic for f in findings}, now)
-                )
+                suppressed = frozenset(self._suppressor(patient, {f.topic for f in findings}, now))
                 findings = [f for f in findings if f.topic not in suppressed]
         else:
             hook: OrderHook = "order-select" if service.hook == "order-select" else "order-sign"
@@ -146,7 +163,7 @@ class Evaluator:
             str(request.hookInstance),
             picture.report,
             gathered,
-            context.patientId,
+            patient,
             now,
             suppressed,
         )
@@ -200,7 +217,7 @@ class Evaluator:
                     [{"prefetch": key, "reason": str(e)} for key, e in gathered.fatal.items()],
                 )
             prefetch |= no_data | gathered.values
-        server = str(request.fhirServer) if request.fhirServer else None
+        server = request.fhirServer
         if server and self._may_fetch(server):  # else there is nowhere to look them up
             drafts = request.context.get("draftOrders")
             medication_ids = unresolved_medication_ids({**prefetch, DRAFT_ORDERS: drafts})
@@ -220,7 +237,7 @@ class Evaluator:
                     if key not in OPTIONAL_KEYS
                 ],
             )
-        base = str(request.fhirServer)
+        base = request.fhirServer
         if not self._may_fetch(base):
             raise RequestInvalid(
                 "fhirServer is not on this service's allow-list",
@@ -229,7 +246,7 @@ class Evaluator:
         return base
 
     def _may_fetch(self, url: str) -> bool:
-        return is_allowed(url, self._fhir.allowlist)
+        return self._fhir.allowlist.allows(url)
 
     def _medications(
         self, base: str, token: str | None, ids: list[str], deadline: float, gathered: Gathered
@@ -255,7 +272,7 @@ def parse_request(service: ServiceDefinition, body: Any) -> tuple[HookRequest, A
     request = _validate(HookRequest, body, ())
     if request.hook != service.hook:
         raise RequestInvalid(
-            f"service {service.id!r} answers hook {service.hook!r}, not {request.hook!r}",
+            f"this service answers hook {service.hook!r}, not the hook sent",
             [{"loc": "hook", "msg": f"expected {service.hook!r}"}],
         )
     context = _validate(CONTEXT_MODELS[service.hook], request.context, ("context",))

@@ -52,6 +52,11 @@ worker_class = "gthread"
 timeout = max(30, math.ceil(_settings.hook_deadline_s) * 2 + 10)
 graceful_timeout = 20
 keepalive = 5
+#: gunicorn's default bound of a header line, just above the longest Authorization header
+#: the app reads (api.security.MAX_AUTHORIZATION_CHARS): the app answers 431 up to here,
+#: gunicorn itself beyond. (Not imported: this module must not load the app before the
+#: metrics directory is set.)
+limit_request_field_size = 8190
 #: The service writes one JSON line per hook call itself; gunicorn's access log would add a
 #: second, non-JSON line per request (with the query string).
 accesslog = None

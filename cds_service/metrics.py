@@ -57,6 +57,11 @@ AUTH_FAILURES = Counter(
 FEEDBACK_STORED = Counter(
     "rls_cds_feedback_stored_total", "Feedback items stored (each item once)."
 )
+FEEDBACK_REFUSED = Counter(
+    "rls_cds_feedback_refused_total",
+    "Feedback items refused, by reason (unknown-card, timestamp, quota).",
+    ["reason"],
+)
 STORE_FAILURES = Counter(
     "rls_cds_store_failures_total",
     "Store operations that failed (the hook answered anyway), by operation.",

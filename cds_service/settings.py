@@ -6,12 +6,15 @@ must be asked for. The object is created once and passed down; nothing imports a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cds_service.outbound import UrlRefused, prefix_target
 
 DEFAULT_MAX_BODY_BYTES = 5 * 1024 * 1024
 
@@ -135,6 +138,35 @@ class Settings(BaseSettings):
         ("already-addressed", "patient-declined"),
         description="Override reason codes that suppress the topic for the patient.",
     )
+    feedback_quota_items: int = Field(
+        10_000,
+        ge=1,
+        description=(
+            "Feedback items one client (issuer and tenant) may send per quota window "
+            "(429 with Retry-After beyond; shared through Redis when REDIS_URL is set)."
+        ),
+    )
+    feedback_quota_window_s: float = Field(
+        60.0, gt=0, le=86400, description="The window of the feedback quota, in seconds."
+    )
+    feedback_clock_skew_s: float = Field(
+        300.0,
+        ge=0,
+        le=3600,
+        description=(
+            "Clock skew allowed between the EHR and the service on a feedback item's "
+            "outcomeTimestamp (later than receipt, or earlier than the card's issue)."
+        ),
+    )
+    domain_cpu_budget_s: float = Field(
+        0.5,
+        gt=0,
+        le=30,
+        description=(
+            "CPU seconds one hook call may spend reading the patient's data; resources "
+            "beyond it are not read (rules needing them stay silent), never a hang."
+        ),
+    )
     metrics_port: int | None = Field(
         None,
         ge=1,
@@ -163,6 +195,16 @@ class Settings(BaseSettings):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
 
+    @field_validator("fhir_server_allowlist")
+    @classmethod
+    def _fhir_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            try:
+                prefix_target(prefix)
+            except UrlRefused as refused:
+                raise ValueError(f"{prefix!r} is not a usable URL prefix: {refused}") from None
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _base_url(cls, value: str | None) -> str | None:
@@ -178,20 +220,9 @@ class Settings(BaseSettings):
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        value = tuple(origin.rstrip("/") for origin in value)
-        for origin in value:
-            split = urlsplit(origin)
-            if (
-                split.scheme not in ("http", "https")
-                or not split.hostname
-                or split.path
-                or split.query
-                or split.username
-            ):
-                raise ValueError(
-                    f"{origin!r} is not an origin (scheme://host[:port], no path, no wildcard)"
-                )
-        return value
+        """Exact origins only: flask-cors would read ``*`` or brackets as a regular expression
+        (``https://*.hospital.org`` then matches nothing, or more than meant)."""
+        return tuple(_origin(origin) for origin in value)
 
     @property
     def effective_fhir_allowlist(self) -> tuple[str, ...]:
@@ -213,6 +244,26 @@ class Settings(BaseSettings):
         if self.database_url:
             return normalise_database_url(self.database_url)
         return f"sqlite:///{(self.data_dir / 'rls-cds.sqlite3').resolve()}"
+
+
+_ORIGIN = re.compile(r"^(https?)://([a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::([0-9]{1,5}))?$")
+
+
+def _origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, or ValueError saying what is wrong."""
+    written = origin.strip().rstrip("/")
+    if "*" in written:
+        raise ValueError(
+            f"{written!r} has a wildcard; browsers send exact origins, so list each one "
+            "(e.g. https://ehr1.hospital.org, https://ehr2.hospital.org)"
+        )
+    found = _ORIGIN.match(written.lower())
+    if found is None or (found.group(3) and not 0 < int(found.group(3)) < 65536):
+        raise ValueError(
+            f"{written!r} is not an origin: scheme://host[:port] with a DNS name or IPv4 "
+            "address, no path, query, credentials or wildcard"
+        )
+    return written.lower()
 
 
 def normalise_database_url(url: str) -> str:

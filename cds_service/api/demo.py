@@ -108,7 +108,7 @@ def _run(choice: Choice) -> Run:
     rt = runtime()
     try:
         if choice.hook not in HOOKS:
-            raise ChoiceInvalid(f"there is no hook {choice.hook!r} here")
+            raise ChoiceInvalid("there is no such hook here")
         bundle = _pasted(choice.bundle) if choice.bundle.strip() else load_patient(choice.patient)
         patient_id, resources = patient_resources(bundle)
         drafts = None

@@ -142,7 +142,7 @@ def example_drafts() -> list[str]:
 
 def load_patient(name: str) -> dict[str, Any]:
     if name not in demo_patients():
-        raise ChoiceInvalid(f"there is no demo patient {name!r}")
+        raise ChoiceInvalid("there is no such demo patient")
     return json.loads((_fixtures() / "patients" / f"{name}.json").read_text("utf-8"))
 
 

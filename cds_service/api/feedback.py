@@ -2,8 +2,10 @@
 
 Authenticated like the hooks. Each item is validated (400 names the item and field), stored
 once however often it is sent, and acknowledged only once stored: a store that cannot take
-it answers 503, for the EHR to retry. Feedback about a card this service does not know is
-stored and reported as such, not refused.
+it answers 503, for the EHR to retry. A POST is stored whole or not at all: an item about a
+card not issued to this client at this service is 404 (naming the item, never saying
+whether the card exists elsewhere), an impossible outcomeTimestamp 400, and items beyond
+the client's quota 429 with Retry-After.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from cds_service import metrics
 from cds_service.api import runtime
 from cds_service.api.hooks import read_json_body
 from cds_service.api.security import authenticated_client
-from cds_service.errors import RequestInvalid, StoreUnavailable
+from cds_service.errors import QuotaExceeded, RequestInvalid, StoreUnavailable
 from cds_service.hooks.wire import FeedbackRequest
 
 bp = Blueprint("feedback", __name__)
@@ -32,10 +34,13 @@ def post_feedback(service_id: str):
     request = _parse(read_json_body())
     try:
         stored = rt.feedback.store_feedback(
-            request.feedback, service_id, client.issuer, rt.evaluator.now()
+            request.feedback, service_id, client, rt.evaluator.now()
         )
     except StoreUnavailable:
         metrics.STORE_FAILURES.labels("feedback").inc()
+        raise
+    except QuotaExceeded:
+        metrics.FEEDBACK_REFUSED.labels("quota").inc(len(request.feedback))
         raise
     metrics.FEEDBACK_STORED.inc(stored.stored)
     log.info(

@@ -33,13 +33,13 @@ def call_hook(service_id: str):
     client = authenticated_client()
     body = read_json_body()
     g.hook_instance = _hook_instance(body)
-    outcome = rt.evaluator.evaluate(service_id, body, client.fhir_servers)
+    outcome = rt.evaluator.evaluate(service_id, body, client)
     g.hook_outcome = outcome
-    if outcome.answered_at is not None:
+    if outcome.answered_at is not None and outcome.patient is not None:
         rt.feedback.record(
             service_id,
             outcome.hook_instance,
-            outcome.patient_id,
+            outcome.patient,
             outcome.response["cards"],
             outcome.answered_at,
         )

@@ -14,16 +14,23 @@ file every call needs a JWT that verifies; with neither, every call is refused w
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
 
+import redis
 import requests
 
 from cds_service.auth.clients import TrustedClients, TrustedClientsInvalid, load_trusted_clients
 from cds_service.auth.keys import JwksCache, http_fetcher
 from cds_service.auth.model import Authenticator, Client
-from cds_service.auth.replay import MemoryReplayStore, RedisReplayStore, ReplayStore
+from cds_service.auth.replay import (
+    MemoryReplayStore,
+    RedisReplayStore,
+    ReplayStore,
+    issuer_share,
+)
 from cds_service.auth.verify import JwtAuthenticator
-from cds_service.errors import AuthenticationFailed
+from cds_service.errors import AuthenticationFailed, ConfigurationInvalid
 from cds_service.settings import Settings
 
 __all__ = [
@@ -65,8 +72,19 @@ class Security:
         self.clients = clients
 
 
+def require_public_base_url(settings: Settings) -> None:
+    """ConfigurationInvalid outside demo mode without RLS_CDS_PUBLIC_BASE_URL: the aud a
+    token must name is never taken from the caller's Host header."""
+    if not settings.demo and settings.public_base_url is None:
+        raise ConfigurationInvalid(
+            "RLS_CDS_PUBLIC_BASE_URL must be set outside demo mode: a JWT's aud is checked "
+            "against it (e.g. https://cds.example.org), never against the caller's Host header"
+        )
+
+
 def build_security(settings: Settings) -> Security:
-    """The authentication policy the settings ask for; TrustedClientsInvalid for a bad file."""
+    """The authentication policy the settings ask for; TrustedClientsInvalid for a bad file,
+    ConfigurationInvalid for settings that cannot make a safe service."""
     if settings.demo:
         log.warning(
             "DEMO MODE: client authentication is OFF; any caller can invoke the hooks. "
@@ -77,27 +95,42 @@ def build_security(settings: Settings) -> Security:
         return Security(
             DemoAuthenticator(), MemoryReplayStore(settings.replay_cache_size), TrustedClients([])
         )
+    require_public_base_url(settings)
+    clients = (
+        load_trusted_clients(settings.trusted_clients)
+        if settings.trusted_clients
+        else TrustedClients([])
+    )
+    share = issuer_share(settings.replay_cache_size, len(clients))
     replay: ReplayStore
     if settings.redis_url:
-        replay = RedisReplayStore.from_url(settings.redis_url, settings.redis_prefix)
+        replay = RedisReplayStore.from_url(settings.redis_url, settings.redis_prefix, share)
+        try:
+            replay.begin()
+        except redis.RedisError:  # down at start-up: the first call writes the mark
+            log.warning("replay store (Redis) not reachable at start-up")
     else:
-        replay = MemoryReplayStore(settings.replay_cache_size)
-    if not settings.trusted_clients:
+        replay = MemoryReplayStore(share)
+    if not clients:
         log.warning(
             "no trusted CDS clients are configured: every hook call will be refused with 401"
         )
-        return Security(NoTrustedClients(), replay, TrustedClients([]))
-    clients = load_trusted_clients(settings.trusted_clients)
+        return Security(NoTrustedClients(), replay, clients)
     session = requests.Session()
     session.headers["Accept"] = "application/json"
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     jwks = JwksCache(
-        http_fetcher(session), settings.jwks_cache_ttl_s, settings.jwks_refetch_interval_s
+        http_fetcher(session),
+        clients.key_urls,
+        settings.jwks_cache_ttl_s,
+        settings.jwks_refetch_interval_s,
     )
     log.info(
         "client JWT verification on",
         extra={
             "trusted_issuers": list(clients),
             "replay_store": "redis" if settings.redis_url else "memory",
+            "replay_records_per_issuer": share,
         },
     )
     return Security(JwtAuthenticator(clients, jwks, replay, settings.jwt_leeway_s), replay, clients)

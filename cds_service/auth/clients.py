@@ -1,8 +1,10 @@
 """The trusted CDS clients (EHRs), read and validated from the operator's JSON file.
 
 The file is a JSON list; each entry names an issuer, where its signing keys come from
-(``jwks_url`` or an inline ``jwks``, plus optional ``jku`` prefixes), an optional tenant
-and the FHIR servers the client may name. A bad file stops the start-up with one message
+(``jwks_url`` or an inline ``jwks``, plus the exact URLs a token's ``jku`` may name), an
+optional tenant and the FHIR servers the client may name. Every URL must pass the service's
+URL discipline (cds_service.outbound) and be written in its canonical form, so that what the
+operator wrote is exactly what is fetched. A bad file stops the start-up with one message
 per problem, each naming the entry and the field.
 """
 
@@ -12,7 +14,6 @@ import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -25,8 +26,9 @@ from pydantic import (
 )
 
 from cds_service.auth.keys import KeySet
+from cds_service.outbound import UrlRefused, prefix_target, target
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 
 
 class TrustedClientsInvalid(ValueError):
@@ -34,18 +36,24 @@ class TrustedClientsInvalid(ValueError):
 
 
 def _key_url(url: str) -> str:
-    """A URL keys may be fetched from: https, or http on the loopback interface only."""
-    split = urlsplit(url)
-    secure = split.scheme == "https" or (split.scheme == "http" and split.hostname in LOOPBACK)
-    if not secure or not split.hostname or split.username or split.fragment:
-        raise ValueError(f"{url!r} must be an https URL (http only on loopback), no credentials")
+    """A URL keys may be fetched from: https (http only on the loopback interface), no
+    query, fragment, credentials, dot segments or escapes, written as it will be sent."""
+    try:
+        found = target(url)
+    except UrlRefused as refused:
+        raise ValueError(f"{url!r}: {refused}") from None
+    if not (found.scheme == "https" or found.host in LOOPBACK):
+        raise ValueError(f"{url!r} must be an https URL (http only on loopback)")
+    if found.url != url:
+        raise ValueError(f"{url!r} must be written as it is sent: {found.url!r}")
     return url
 
 
 def _fhir_prefix(url: str) -> str:
-    split = urlsplit(url)
-    if split.scheme not in ("http", "https") or not split.hostname or split.username:
-        raise ValueError(f"{url!r} is not an http(s) URL prefix without credentials")
+    try:
+        prefix_target(url)
+    except UrlRefused as refused:
+        raise ValueError(f"{url!r} is not a usable FHIR server prefix: {refused}") from None
     return url.rstrip("/")
 
 
@@ -58,7 +66,7 @@ class TrustedClient(BaseModel):
     jwks_url: str | None = Field(None, description="Where its JWK Set is published.")
     jwks: dict[str, Any] | None = Field(None, description="Its JWK Set, inline.")
     jku_allowlist: tuple[str, ...] = Field(
-        (), description="URL prefixes a token's `jku` header may name."
+        (), description="The exact URLs a token's `jku` header may name (no prefixes)."
     )
     tenant: str | None = Field(None, min_length=1, description="Its tenant, when it sends one.")
     fhir_servers: tuple[str, ...] = Field(
@@ -108,6 +116,14 @@ class TrustedClients(Mapping[str, TrustedClient]):
 
     def __len__(self) -> int:
         return len(self._by_iss)
+
+    @property
+    def key_urls(self) -> dict[str, tuple[str, ...]]:
+        """Every URL each client's keys may be fetched from, by issuer."""
+        return {
+            iss: tuple(url for url in dict.fromkeys((c.jwks_url, *c.jku_allowlist)) if url)
+            for iss, c in self._by_iss.items()
+        }
 
     @property
     def fhir_servers(self) -> tuple[str, ...]:

@@ -2,9 +2,10 @@
 
 Only asymmetric signing keys are kept (EC P-256/P-384 and RSA of 2048 bits or more); a
 symmetric (``oct``) key never becomes a verification key, so no token can be checked with
-a shared secret. Fetched sets are cached for a TTL; an unknown ``kid`` causes at most one
-refetch per URL within the refetch interval (a flood of made-up ``kid`` values cannot turn
-the service into a load generator against the EHR).
+a shared secret. Fetched sets are cached for a TTL; only configured URLs are fetched, and
+after the first fetch at most once per issuer within the refetch interval (a flood of
+made-up ``kid`` or ``jku`` values cannot turn the service into a load generator against the
+EHR, nor evict a client's keys).
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import requests
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
+
+from cds_service.outbound import UrlRefused, prepared_get
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +35,6 @@ ALGORITHMS: Mapping[str, tuple[str, str | None]] = {
 }
 MIN_RSA_BITS = 2048
 MAX_JWKS_BYTES = 256 * 1024
-MAX_CACHED_SETS = 256
 FETCH_TIMEOUT_S = (1.0, 2.0)
 
 Fetcher = Callable[[str], Mapping[str, Any]]
@@ -124,8 +126,8 @@ def http_fetcher(session: requests.Session) -> Fetcher:
     def fetch(url: str) -> Mapping[str, Any]:
         body = b""
         try:
-            with session.get(
-                url, timeout=FETCH_TIMEOUT_S, allow_redirects=False, stream=True
+            with prepared_get(
+                session, url, timeout=FETCH_TIMEOUT_S, allow_redirects=False, stream=True
             ) as response:
                 if response.status_code != 200:
                     raise KeysUnavailable(f"HTTP {response.status_code}")
@@ -136,6 +138,8 @@ def http_fetcher(session: requests.Session) -> Fetcher:
             data = json.loads(body)
         except requests.RequestException as exc:
             raise KeysUnavailable(type(exc).__name__) from None
+        except UrlRefused as refused:
+            raise KeysUnavailable(str(refused)) from None
         except ValueError:
             raise KeysUnavailable("not JSON") from None
         if not isinstance(data, dict):
@@ -149,68 +153,75 @@ def http_fetcher(session: requests.Session) -> Fetcher:
 class _Cached:
     keys: KeySet
     fetched_at: float
-    attempted_at: float
 
 
 class JwksCache:
-    """JWK Sets by URL, fetched on first use, kept for `ttl_s`, refetched once on a new kid.
+    """The trusted clients' JWK Sets, by issuer and URL.
 
-    Fetches of one URL are at least `refetch_interval_s` apart, except the first. When a
-    refetch fails, the set fetched before stays in use; with nothing fetched yet, the key
-    is unavailable.
+    Only the URLs configured for an issuer (its ``jwks_url`` and ``jku_allowlist``) are
+    ever fetched or held: a token cannot add a set, evict one, or multiply fetches by
+    varying the URL. Each set is fetched on first use and kept for `ttl_s`. After that
+    first fetch, an issuer's sets are fetched again (its TTL passed, an unknown kid, a
+    failed fetch) at most once per `refetch_interval_s` for that issuer, whatever URL or
+    kid its tokens name. When a refetch fails the set fetched before stays in use; with
+    nothing fetched yet the key is unavailable.
     """
 
     def __init__(
         self,
         fetch: Fetcher,
+        sources: Mapping[str, Iterable[str]],
         ttl_s: float,
         refetch_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._fetch = fetch
+        self._sources = {issuer: frozenset(urls) for issuer, urls in sources.items()}
         self._ttl_s = ttl_s
         self._refetch_interval_s = refetch_interval_s
         self._clock = clock
-        self._cached: dict[str, _Cached] = {}
-        self._failed_at: dict[str, float] = {}
-        self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._cached: dict[tuple[str, str], _Cached] = {}
+        self._attempted: set[tuple[str, str]] = set()
+        self._last_fetch: dict[str, float] = {}
+        # one fetch per issuer at a time; other clients' sets are not held up
+        self._locks = {issuer: threading.Lock() for issuer in self._sources}
 
-    def key(self, url: str, kid: str) -> SigningKey | None:
-        """The key `kid` of the set at `url`; None when the set does not hold it."""
-        with self._guard:
-            if url not in self._locks and len(self._locks) >= MAX_CACHED_SETS:
-                oldest = next(iter(self._locks))  # a bound: jku URLs come from tokens
-                for table in (self._locks, self._cached, self._failed_at):
-                    table.pop(oldest, None)
-            lock = self._locks.setdefault(url, threading.Lock())
-        with lock:  # one fetch per URL at a time; other clients' sets are not held up
+    def key(self, issuer: str, url: str, kid: str) -> SigningKey | None:
+        """The key `kid` of `issuer`'s set at `url`; None when the set does not hold it."""
+        if url not in self._sources.get(issuer, ()):
+            raise KeysUnavailable("not a key URL configured for this client")
+        with self._locks[issuer]:
             now = self._clock()
-            cached = self._cached.get(url)
+            source = (issuer, url)
+            cached = self._cached.get(source)
+            last = self._last_fetch.get(issuer)
+            may_fetch = (
+                source not in self._attempted
+                or last is None
+                or now - last >= self._refetch_interval_s
+            )
             if cached is None:
-                failed_at = self._failed_at.get(url)
-                if failed_at is not None and now - failed_at < self._refetch_interval_s:
+                if not may_fetch:
                     raise KeysUnavailable("the last fetch failed; not retried yet")
-                return self._refresh(url, now, None).keys.get(kid)
-            may_fetch = now - cached.attempted_at >= self._refetch_interval_s
+                return self._refresh(source, now, None).keys.get(kid)
             if may_fetch and now - cached.fetched_at >= self._ttl_s:
-                return self._refresh(url, now, cached).keys.get(kid)
+                return self._refresh(source, now, cached).keys.get(kid)
             found = cached.keys.get(kid)
             if found is None and may_fetch:  # the client may have rotated its keys
-                found = self._refresh(url, now, cached).keys.get(kid)
+                found = self._refresh(source, now, cached).keys.get(kid)
             return found
 
-    def _refresh(self, url: str, now: float, stale: _Cached | None) -> _Cached:
+    def _refresh(self, source: tuple[str, str], now: float, stale: _Cached | None) -> _Cached:
+        issuer, url = source
+        self._attempted.add(source)
+        self._last_fetch[issuer] = now
         try:
             keys = KeySet.parse(self._fetch(url))
         except (KeysUnavailable, ValueError) as exc:
             log.warning("JWKS fetch failed", extra={"jwks_url": url, "reason": str(exc)})
             if stale is None:
-                self._failed_at[url] = now
                 raise KeysUnavailable(str(exc)) from None
-            stale.attempted_at = now
             return stale
-        fresh = _Cached(keys, now, now)
-        self._cached[url] = fresh
-        self._failed_at.pop(url, None)
+        fresh = _Cached(keys, now)
+        self._cached[source] = fresh
         return fresh

@@ -2,18 +2,22 @@
 
 In order, each step refusing with 401 (AuthenticationFailed) and a logged reason:
 
-1. ``Authorization: Bearer <jwt>``;
+1. ``Authorization: Bearer <jwt>`` (its length and uniqueness are checked by the HTTP
+   adapter: cds_service.api.security);
 2. header: ``alg`` one of ES384, RS384, ES256, RS256 (never ``none`` or HS*), ``kid``
-   present, ``typ`` JWT;
+   present, ``typ`` JWT; no ``crit`` (PyJWT refuses it: we implement no extension a token
+   could make critical) and no key of its own (``jwk``, ``x5c``, ``x5u``): keys come
+   only from the client's configuration;
 3. ``iss`` (read before the signature, only to pick the client) is a trusted client;
-4. key by ``kid`` from the ``jku`` set when the URL is on that client's allow-list (a
-   ``jku`` off the list is refused before any fetch), else from its ``jwks_url``/``jwks``;
-   the key's type must fit ``alg``;
+4. key by ``kid`` from the ``jku`` set when ``jku`` is exactly one of that client's
+   ``jku_allowlist`` URLs (anything else is refused before any fetch), else from its
+   ``jwks_url``/``jwks``; the key's type must fit ``alg``;
 5. signature, then claims: ``iss``, ``aud`` equal to the URL called (string or array),
    ``exp``, ``iat`` (not ahead of our clock by more than the leeway), ``nbf`` when sent,
    ``jti``; a lifetime of at most MAX_LIFETIME_S; ``tenant``, when both the token and the
    client entry carry one, must agree;
-6. the ``jti`` is new (replay store; 503 when the store cannot tell).
+6. the ``jti`` is new and the token not older than the replay records (replay store; 429
+   when the issuer holds its share of records, 503 when the store cannot tell).
 
 Neither the token nor its claims are logged: the reason, the issuer when trusted, and
 ``kid``/``alg`` are.
@@ -32,15 +36,18 @@ from cds_service import metrics
 from cds_service.auth.clients import TrustedClient, TrustedClients
 from cds_service.auth.keys import ALGORITHMS, JwksCache, KeySet, KeysUnavailable, SigningKey
 from cds_service.auth.model import Client
-from cds_service.auth.replay import ReplayStore
+from cds_service.auth.replay import ReplayStore, Use
 from cds_service.errors import AuthenticationFailed
-from cds_service.fhir.guard import is_allowed
+from cds_service.outbound import AllowList
 
 log = logging.getLogger(__name__)
 
 MAX_LIFETIME_S = 3600
 """Longest `exp - iat` accepted: replay records must not have to live for days."""
-MAX_TOKEN_CHARS = 16 * 1024
+#: Longest token read (431 above, like gunicorn's default header bound of 8190 bytes).
+MAX_TOKEN_CHARS = 8000
+#: Header parameters that would let a token bring or point to its own key.
+EMBEDDED_KEYS = ("jwk", "x5c", "x5u")
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
 
 
@@ -96,6 +103,7 @@ class JwtAuthenticator:
         self._inline = {
             iss: KeySet.parse(c.jwks) for iss, c in clients.items() if c.jwks is not None
         }
+        self._fhir_servers = {iss: AllowList.of(c.fhir_servers) for iss, c in clients.items()}
         self._jwt = jwt.PyJWT({"enforce_minimum_key_length": True})
 
     def authenticate(self, authorization: str | None, audience: str) -> Client:
@@ -128,12 +136,20 @@ class JwtAuthenticator:
                 options={"require": REQUIRED_CLAIMS, "verify_sub": False, "verify_jti": True},
             )
         jti = _checked_claims(claims, trusted)
-        if not self._replay.first_use(trusted.iss, jti, claims["exp"] + self._leeway_s):
+        use = self._replay.first_use(
+            trusted.iss, jti, claims["iat"], claims["exp"] + self._leeway_s
+        )
+        if use is Use.REPLAY:
             raise _Refused("the token was used before (jti replay)", iss=trusted.iss)
+        if use is Use.PREDATES_RECORDS:
+            raise _Refused(
+                "the token was issued before the replay records begin; send a new token",
+                iss=trusted.iss,
+            )
         tenant = claims.get("tenant")
         return Client(
             issuer=trusted.iss,
-            fhir_servers=trusted.fhir_servers,
+            fhir_servers=self._fhir_servers[trusted.iss],
             tenant=trusted.tenant or (tenant if isinstance(tenant, str) else None),
         )
 
@@ -147,11 +163,11 @@ class JwtAuthenticator:
         jku = header.get("jku")
         try:
             if jku is not None:
-                if not isinstance(jku, str) or not is_allowed(jku, client.jku_allowlist):
+                if not isinstance(jku, str) or jku not in client.jku_allowlist:
                     raise _Refused("jku is not on the client's allow-list", iss=client.iss)
-                key = self._jwks.key(jku, kid)
+                key = self._jwks.key(client.iss, jku, kid)
             elif client.jwks_url is not None:
-                key = self._jwks.key(client.jwks_url, kid)
+                key = self._jwks.key(client.iss, client.jwks_url, kid)
             else:
                 key = self._inline[client.iss].get(kid)
         except KeysUnavailable:
@@ -168,8 +184,6 @@ def _bearer_token(authorization: str | None) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _Refused("a bearer JWT from a trusted CDS client is required")
-    if len(token) > MAX_TOKEN_CHARS:
-        raise _Refused("the token is too long")
     return token
 
 
@@ -182,6 +196,8 @@ def _checked_header(header: dict[str, Any]) -> tuple[str, str]:
         raise _Refused("the header has no kid")
     if not isinstance(typ, str) or typ.upper() != "JWT":
         raise _Refused("typ must be JWT")
+    if any(name in header for name in EMBEDDED_KEYS):
+        raise _Refused("the token carries or points to its own key (jwk, x5c, x5u)")
     return alg, kid
 
 

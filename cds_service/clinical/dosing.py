@@ -8,7 +8,6 @@ gabapentinoid card then says it could not check the dose.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,6 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.terminology import UCUM
 from cds_service.clinical.text import normalise
+from cds_service.clinical.text_scan import (
+    PhraseTable,
+    Steps,
+    Token,
+    boundary_after,
+    literal,
+    tokens,
+)
 
 #: Unit texts that count dose forms: the dose is the count times the product's strength.
 #: Any UCUM annotation alone (``{tbl}``, ``{pill}`` as the CDS Hooks Sandbox writes it,
@@ -29,7 +36,6 @@ _COUNT_UNITS = frozenset(
 #: or the instruction names one of them ("gabapentin 300 MG Oral Capsule", "Take 1 capsule").
 _COUNT_FORMS = frozenset({"tablet", "tablets", "tab", "tabs", "capsule", "capsules", "cap",
                           "caps", "pill", "pills", "caplet", "caplets"})  # fmt: skip
-_WORDS = re.compile(r"[a-z]+")
 #: The most dose forms a unit-less value may count per dose (more is read as milligrams
 #: written without a unit, and the dose stays unknown).
 MAX_UNITLESS_COUNT = 10
@@ -41,27 +47,41 @@ _TIMING_CODES = {
     "QD": 1.0, "BID": 2.0, "TID": 3.0, "QID": 4.0, "AM": 1.0, "PM": 1.0, "QOD": 0.5,
     "Q4H": 6.0, "Q6H": 4.0, "Q8H": 3.0, "Q12H": 2.0, "HS": 1.0, "QHS": 1.0,
 }  # fmt: skip
-_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*MG\b(\s*/\s*\d*(?:\.\d+)?\s*(?:ML|L)\b)?", re.IGNORECASE)
-_TEXT_MG = re.compile(r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*mg\b", re.IGNORECASE)
-#: Frequency phrases in free-text sigs, most specific first.
-_FREQUENCY_PHRASES: tuple[tuple[str, float], ...] = (
-        (r"\bevery other day\b|\bq\.?o\.?d\b|\balternate days\b", 0.5),
-        (r"\bfour times (a |per )?day\b|\b4 times (a |per )?day\b|\bq\.?i\.?d\b|"
-         r"\bevery 6 hours\b|\bq6h\b", 4.0),
-        (r"\bthree times (a |per )?day\b|\b3 times (a |per )?day\b|\bthree times daily\b|"
-         r"\b3 times daily\b|\bt\.?i\.?d\b|\bevery 8 hours\b|\bq8h\b", 3.0),
-        (r"\btwice (a |per )?day\b|\btwice daily\b|\btwo times (a |per )?day\b|"
-         r"\b2 times (a |per )?day\b|\b2 times daily\b|\bb\.?i\.?d\b|\bevery 12 hours\b|"
-         r"\bq12h\b", 2.0),
-        (r"\bonce (a |per )?day\b|\bonce daily\b|\bdaily\b|\bevery day\b|\bq\.?d\b|"
-         r"\bat bedtime\b|\bnightly\b|\bq\.?h\.?s\b|\bevery (morning|evening|night)\b|"
-         r"\bin the (morning|evening)\b", 1.0),
+#: Longest sig and product name read (fhir_read drops longer sigs); the dose is then
+#: unknown, never guessed.
+MAX_TEXT_CHARS = fr.MAX_SIG_CHARS
+
+
+def _dotted(letters: str) -> list[str]:
+    """ "tid", "t.id", "ti.d", "t.i.d": abbreviations with or without their dots."""
+    variants = [letters[0]]
+    for letter in letters[1:]:
+        variants = [v + gap + letter for v in variants for gap in ("", ".")]
+    return variants
+
+
+def _per_day(words: str) -> list[str]:
+    """ "three times day", "three times a day", "three times per day"."""
+    return [f"{words} {middle}day" for middle in ("a ", "per ", "")]
+
+
+#: Frequency phrases in free-text sigs, most specific first, with their times per day.
+_FREQUENCY_PHRASES: tuple[tuple[list[str], float], ...] = (
+    (["every other day", *_dotted("qod"), "alternate days"], 0.5),
+    ([*_per_day("four times"), *_per_day("4 times"), *_dotted("qid"), "every 6 hours", "q6h"],
+     4.0),
+    ([*_per_day("three times"), *_per_day("3 times"), "three times daily", "3 times daily",
+      *_dotted("tid"), "every 8 hours", "q8h"], 3.0),
+    ([*_per_day("twice"), "twice daily", *_per_day("two times"), *_per_day("2 times"),
+      "2 times daily", *_dotted("bid"), "every 12 hours", "q12h"], 2.0),
+    ([*_per_day("once"), "once daily", "daily", "every day", *_dotted("qd"), "at bedtime",
+      "nightly", *_dotted("qhs"), "every morning", "every evening", "every night",
+      "in the morning", "in the evening"], 1.0),
 )  # fmt: skip
-#: One pattern, one named group per phrase: a scan finds each phrase once, the most
-#: specific first at any position ("twice daily" is not also "daily").
-_TEXT_FREQUENCY = re.compile(
-    "|".join(f"(?P<f{i}>{pattern})" for i, (pattern, _) in enumerate(_FREQUENCY_PHRASES)),
-    re.IGNORECASE,
+#: Each phrase exactly as written (one space is one space), whole words, any case; at one
+#: position the first phrase listed wins ("twice daily" is not also "daily").
+_FREQUENCIES = PhraseTable(
+    [(literal(text), (text, per_day)) for texts, per_day in _FREQUENCY_PHRASES for text in texts]
 )
 
 
@@ -72,14 +92,14 @@ def daily_dose_mg(dosages: Sequence[fr.Dosage], product: str | None) -> float | 
     end, and ``frequencyMax`` over ``frequency``: the limit check must not pass a dose the
     instruction allows.
     """
-    if not dosages:
+    if not dosages or len(dosages) > fr.MAX_DOSAGES:
         return None
     product = normalise(product) if product else product
     total = 0.0
     for dosage in dosages:
         per_day = _structured(dosage, product)
         if per_day is None:
-            per_day = _from_text(normalise(dosage.text) if dosage.text else None)
+            per_day = dose_from_text(dosage.text)
         if per_day is None:
             return None
         total += per_day
@@ -87,13 +107,22 @@ def daily_dose_mg(dosages: Sequence[fr.Dosage], product: str | None) -> float | 
 
 
 def product_strength_mg(product: str | None) -> float | None:
-    """The strength in mg named by a product ("gabapentin 300 MG Oral Capsule"); one only."""
-    if not product:
+    """The strength in mg named by a product ("gabapentin 300 MG Oral Capsule"); one only.
+    A solution (mg per mL) has no strength per dose form. Names longer than MAX_TEXT_CHARS
+    are not read."""
+    if not product or len(product) > MAX_TEXT_CHARS:
         return None
-    found = _STRENGTH.findall(normalise(product))
-    if any(per_volume for _, per_volume in found):  # a solution: mg per mL is not a dose form
-        return None
-    strengths = {float(amount) for amount, _ in found}
+    return strength_in(product)
+
+
+def strength_in(product: str, steps: Steps | None = None) -> float | None:
+    """product_strength_mg without the length cap; the work is counted in `steps`."""
+    found = tokens(product, steps)
+    strengths: set[float] = set()
+    for amount, end in _mg_amounts(found, steps):
+        if _per_volume(found, end):
+            return None
+        strengths.add(amount)
     return strengths.pop() if len(strengths) == 1 else None
 
 
@@ -142,7 +171,13 @@ def is_count_unit(unit: str) -> bool:
 
 
 def _names_a_form(*texts: str | None) -> bool:
-    return any(_COUNT_FORMS & set(_WORDS.findall(normalise(t).lower())) for t in texts if t)
+    """Whether a product name or sig names a solid dose form (whole words, any case)."""
+    return any(
+        token.kind == "word" and token.text in _COUNT_FORMS
+        for text in texts
+        if text
+        for token in tokens(text)
+    )
 
 
 def _times_per_day(timing: fr.Timing | None) -> float | None:
@@ -159,22 +194,102 @@ def _times_per_day(timing: fr.Timing | None) -> float | None:
     return None
 
 
-def _from_text(text: str | None) -> float | None:
+def dose_from_text(text: str | None) -> float | None:
     """ "300 mg three times daily", "1 capsule (300 mg) by mouth at bedtime": exactly one mg
     amount and one frequency phrase, or nothing ("300 mg twice daily and 300 mg at bedtime"
-    is two instructions in one text, which we do not add up)."""
-    if not text:
+    is two instructions in one text, which we do not add up). A text longer than
+    MAX_TEXT_CHARS is not read."""
+    if not text or len(text) > MAX_TEXT_CHARS:
         return None
-    amounts = _TEXT_MG.findall(text)
-    phrases = [
-        (m.group(0).lower(), _FREQUENCY_PHRASES[int((m.lastgroup or "f0")[1:])][1])
-        for m in _TEXT_FREQUENCY.finditer(text)
-    ]
+    return sig_mg_per_day(text)
+
+
+def sig_mg_per_day(text: str, steps: Steps | None = None) -> float | None:
+    """dose_from_text without the length cap: linear in the text (see text_scan), the work
+    counted in `steps`."""
+    found = tokens(text, steps)
+    amounts = [amount for amount, _ in _mg_amounts(found, steps)]
+    phrases = _FREQUENCIES.leftmost(found, steps)
     if len(phrases) == 2 and ("daily", 1.0) in phrases and phrases[0][1] == phrases[1][1]:
         phrases.remove(("daily", 1.0))  # "daily at bedtime" is one time a day
     if len(amounts) != 1 or len(phrases) != 1:
         return None
-    return float(amounts[0].replace(",", "")) * phrases[0][1]
+    return amounts[0] * phrases[0][1]
+
+
+def _mg_amounts(found: list[Token], steps: Steps | None) -> list[tuple[float, int]]:
+    """Each number followed by "mg" (whole word, any case, spaces allowed between), with the
+    index after "mg". A number is digits, "1,200" (groups of three), or "82.5"; anything
+    else joined by commas or dots ("1,20", "1.5.5") is no amount at all."""
+    amounts: list[tuple[float, int]] = []
+    index = 0
+    while index < len(found):
+        if steps is not None:
+            steps.add()
+        if found[index].kind != "number":
+            index += 1
+            continue
+        value, index = _number(found, index, steps)
+        unit = index + 1 if index < len(found) and found[index].kind == "space" else index
+        if (
+            value is not None
+            and unit < len(found)
+            and found[unit] == _MG
+            and boundary_after(found, unit + 1)
+        ):
+            amounts.append((value, unit + 1))
+            index = unit + 1
+    return amounts
+
+
+def _number(found: list[Token], index: int, steps: Steps | None) -> tuple[float | None, int]:
+    """The number written from token `index` (a number token) on, and the index after it."""
+    groups = [found[index].text]
+    marks: list[str] = []
+    end = index + 1
+    while (
+        end + 1 < len(found)
+        and found[end].kind == "mark"
+        and found[end].text in ",."
+        and found[end + 1].kind == "number"
+    ):
+        if steps is not None:
+            steps.add(2)
+        marks.append(found[end].text)
+        groups.append(found[end + 1].text)
+        end += 2
+    if not marks:
+        return float(groups[0]), end
+    if marks == ["."]:
+        return float(f"{groups[0]}.{groups[1]}"), end
+    thousands = len(groups[0]) <= 3 and all(len(g) == 3 for g in groups[1:])
+    if set(marks) == {","} and thousands:
+        return float("".join(groups)), end
+    return None, end
+
+
+def _per_volume(found: list[Token], index: int) -> bool:
+    """Whether "/ 5 mL", "/mL", "/ 0.5 L" follows token `index` (a strength per volume)."""
+    at = _skip_space(found, index)
+    if not (at < len(found) and found[at] == _SLASH):
+        return False
+    at = _skip_space(found, at + 1)
+    if at < len(found) and found[at].kind == "number":
+        at += 1
+    if at + 1 < len(found) and found[at] == _DOT and found[at + 1].kind == "number":
+        at += 2
+    at = _skip_space(found, at)
+    return at < len(found) and found[at] in _VOLUMES and boundary_after(found, at + 1)
+
+
+def _skip_space(found: list[Token], index: int) -> int:
+    return index + 1 if index < len(found) and found[index].kind == "space" else index
+
+
+_MG = Token("word", "mg")
+_SLASH = Token("mark", "/")
+_DOT = Token("mark", ".")
+_VOLUMES = frozenset({Token("word", "ml"), Token("word", "l")})
 
 
 class DoseBand(BaseModel):

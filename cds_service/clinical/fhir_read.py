@@ -9,9 +9,35 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+)
 
 Text = Annotated[str, StringConstraints(max_length=10_000)]
+#: Longest sig read: a real one is a line or two. A longer one is not read (the dose is then
+#: unknown, never guessed) and does not make its resource unreadable.
+MAX_SIG_CHARS = 1000
+#: Most dosage instructions read per resource; with more the daily dose is unknown, and the
+#: rest are never validated.
+MAX_DOSAGES = 20
+
+
+def _sig(value: object) -> object:
+    return None if isinstance(value, str) and len(value) > MAX_SIG_CHARS else value
+
+
+def _first_dosages(value: object) -> object:
+    """One more than MAX_DOSAGES, so that "too many" is still known to the dose check."""
+    return value[: MAX_DOSAGES + 1] if isinstance(value, list) else value
+
+
+Sig = Annotated[Text | None, BeforeValidator(_sig)]
 
 
 class _Element(BaseModel):
@@ -122,7 +148,7 @@ class Timing(_Element):
 
 
 class Dosage(_Element):
-    text: Text | None = None
+    text: Sig = None
     timing: Timing | None = None
     asNeededBoolean: bool | None = None
     doseAndRate: list[DoseAndRate] = Field(default_factory=list, max_length=20)
@@ -174,14 +200,16 @@ class Procedure(PatientData):
 
 class MedicationRequest(MedicationUse):
     authoredOn: Text | None = None
-    dosageInstruction: list[Dosage] = Field(default_factory=list, max_length=100)
+    dosageInstruction: Annotated[list[Dosage], BeforeValidator(_first_dosages)] = Field(
+        default_factory=list
+    )
 
 
 class MedicationStatement(MedicationUse):
     effectiveDateTime: Text | None = None
     effectivePeriod: Period | None = None
     dateAsserted: Text | None = None
-    dosage: list[Dosage] = Field(default_factory=list, max_length=100)
+    dosage: Annotated[list[Dosage], BeforeValidator(_first_dosages)] = Field(default_factory=list)
 
 
 class MedicationAdministration(MedicationUse):

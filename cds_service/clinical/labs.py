@@ -37,6 +37,8 @@ def read_labs(
     tests: list[fr.Observation] = []
     done: list[fr.Observation] = []
     for obs in observations:
+        if report.over_budget("Observation"):
+            continue
         coded = value_set_index(value_sets).members(obs.code.pairs(), (), _LAB_SETS)
         analyte = next((a for a in CANONICAL if a in coded), None)
         if analyte is None:
@@ -91,6 +93,8 @@ def read_pregnancy_results(
     A negative answer is looked for first: "not pregnant" also contains "pregnant".
     """
     for obs in observations:
+        if report.over_budget("Observation"):
+            continue
         if obs.status not in USABLE_LAB_STATUSES:
             report.ignore("Observation", f"status-{obs.status}")
             continue

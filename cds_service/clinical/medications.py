@@ -56,6 +56,8 @@ def read_medications(
 ) -> Iterator[MedicationFact]:
     """Active medications; with `request_statuses`, requests in those statuses instead."""
     for use in (*res.medication_requests, *res.medication_statements):
+        if report.over_budget(use.resourceType):
+            continue
         counts = use.status in request_statuses if request_statuses else _is_active(use)
         if not counts:
             report.ignore(use.resourceType, f"status-{use.status}")

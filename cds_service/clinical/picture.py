@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from cds_service.clinical import fhir_read as fr
+from cds_service.clinical.budget import Budget
 from cds_service.clinical.coding import display_name, members_of, status_code
 from cds_service.clinical.dates import age_in_years, parse_date, parse_datetime
 from cds_service.clinical.egfr import Sex
@@ -45,6 +46,17 @@ PENDING_PROCEDURE = frozenset({"preparation", "in-progress"})
 #: How far in the future a lab may be dated and still count (clock skew between systems).
 FUTURE_TOLERANCE = timedelta(days=1)
 _UNDATED = datetime.min.replace(tzinfo=UTC)
+#: The kinds of data (hooks.services.PREFETCH_KINDS) each resource type gives the rules.
+KINDS_OF_TYPE: Mapping[str, tuple[str, ...]] = {
+    "Patient": ("patient",),
+    "Condition": ("conditions",),
+    "Observation": ("labs", "weight"),
+    "MedicationRequest": ("medications",),
+    "MedicationStatement": ("medications",),
+    "Medication": ("medications",),
+    "ServiceRequest": ("orders",),
+    "Procedure": ("orders",),
+}
 
 
 @dataclass(frozen=True)
@@ -121,13 +133,15 @@ def build_picture(
     now: datetime,
     value_sets: Mapping[str, ValueSet],
     unavailable: frozenset[str] = frozenset(),
+    budget: Budget | None = None,
 ) -> PatientPicture:
     """Read the prefetch into a PatientPicture; unreadable resources are skipped and counted.
 
     `unavailable` names the kinds of data that could not be fetched, so that rules needing
-    them stay silent instead of concluding from an absence.
+    them stay silent instead of concluding from an absence; the kinds of resources not read
+    because the CPU `budget` was spent are added to it.
     """
-    report = ReadReport()
+    report = ReadReport(budget=budget)
     res = read_resources(prefetch, patient_id, report)
     sex = res.patient.gender if res.patient and res.patient.gender in ("female", "male") else None
     birth = parse_date(res.patient.birthDate) if res.patient else None
@@ -135,22 +149,27 @@ def build_picture(
     pregnancy = tuple(read_pregnancy_results(tests, value_sets, report))
     add_computed_tsat(labs)
     add_computed_egfr(labs, birth, sex)  # type: ignore[arg-type]
+    conditions = tuple(_read_conditions(res.conditions, value_sets, report))
+    medications = tuple(read_medications(res, value_sets, report))
+    history = tuple(read_medication_history(res, value_sets))
+    orders = (*_read_orders(res, value_sets, report), *_observed_orders(done, value_sets))
+    unread = {kind for kind_of in report.unread for kind in KINDS_OF_TYPE.get(kind_of, ())}
     return PatientPicture(
         patient_id=patient_id,
         now=now,
         sex=sex,  # type: ignore[arg-type]
         birth_date=birth,
-        conditions=tuple(_read_conditions(res.conditions, value_sets, report)),
-        medications=tuple(read_medications(res, value_sets, report)),
-        medication_history=tuple(read_medication_history(res, value_sets)),
-        orders=(*_read_orders(res, value_sets, report), *_observed_orders(done, value_sets)),
+        conditions=conditions,
+        medications=medications,
+        medication_history=history,
+        orders=orders,
         pregnancy_results=pregnancy,
         deceased=_deceased(res.patient, now),
         labs={
             k: tuple(sorted(v, key=lambda r: r.effective, reverse=True)) for k, v in labs.items()
         },
         report=report,
-        unavailable=unavailable,
+        unavailable=unavailable | unread,
     )
 
 
@@ -166,6 +185,8 @@ def _read_conditions(
     conditions: Iterable[fr.Condition], value_sets: Mapping[str, ValueSet], report: ReadReport
 ) -> Iterator[ConditionFact]:
     for condition in conditions:
+        if report.over_budget("Condition"):
+            continue
         if status_code(condition.verificationStatus) in EXCLUDED_VERIFICATION:
             report.ignore("Condition", "refuted-or-entered-in-error")
             continue
@@ -211,6 +232,8 @@ def _read_orders(
 ) -> Iterator[OrderFact]:
     """Tests and procedures already ordered (pending) or done, for suggestions not to repeat."""
     for request in res.service_requests:
+        if report.over_budget("ServiceRequest"):
+            continue
         if request.code is None:
             report.ignore("ServiceRequest", "no-code")
             continue
@@ -232,6 +255,8 @@ def _read_orders(
             source=f"ServiceRequest/{request.id}",
         )
     for procedure in res.procedures:
+        if report.over_budget("Procedure"):
+            continue
         if procedure.code is None:
             report.ignore("Procedure", "no-code")
             continue

@@ -15,17 +15,30 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from cds_service.clinical import fhir_read as fr
+from cds_service.clinical.budget import Budget
 
 R = TypeVar("R", bound=fr.PatientData)
 
 
 @dataclass
 class ReadReport:
-    """What the reader did with the resources it was given (counts only, no content)."""
+    """What the reader did with the resources it was given (counts only, no content), and
+    the CPU budget every reader asks before each resource."""
 
     read: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
     ignored: Counter[str] = field(default_factory=Counter)
+    budget: Budget | None = None
+    unread: set[str] = field(default_factory=set)
+    """Resource types of which some were not read because the budget was spent."""
+
+    def over_budget(self, resource_type: str) -> bool:
+        """True (and counted) when the budget is spent: the resource is not read."""
+        if self.budget is None or not self.budget.exhausted():
+            return False
+        self.skip(resource_type, "budget-exhausted")
+        self.unread.add(resource_type)
+        return True
 
     def skip(self, resource_type: str, reason: str) -> None:
         """Count a resource that could not be read at all."""
@@ -140,6 +153,8 @@ def _parse_each(
         raw_id = raw.get("id")
         identity = (kind, raw_id) if isinstance(raw_id, str) else None
         if identity in seen:
+            continue
+        if report.over_budget(kind):
             continue
         try:
             resource = validator.validate_python(raw)

@@ -9,12 +9,11 @@ an ancestor of), never by a raw string prefix.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cds_service.clinical.text import normalise
+from cds_service.clinical.text_scan import Atom, PhraseTable, Steps, tokens, words
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -105,8 +104,8 @@ class ValueSet:
     concepts: tuple[Concept, ...]
     exact: frozenset[tuple[str, str]] = field(repr=False)
     icd10_roots: frozenset[str] = field(repr=False)
-    phrases: re.Pattern[str] | None = field(repr=False, default=None)
-    """All text-match phrases as one pattern (one search per text, however many phrases)."""
+    phrases: tuple[tuple[Atom, ...], ...] = field(repr=False, default=())
+    """The text-match phrases, as token atoms (see text_scan.words)."""
     trimester_roots: frozenset[str] = field(repr=False, default=frozenset())
     """ICD-10-CM subcategories whose codes carry a trimester character right after them."""
 
@@ -136,12 +135,13 @@ class ValueSet:
                         f"ValueSet {vs_id}: a trimester-character entry must include descendants"
                     )
                 trimester_roots.add(key[1])
-        phrases = _phrases_pattern(
+        phrases = _phrases(
+            vs_id,
             [
                 ext["valueString"]
                 for ext in resource.get("extension", [])
                 if ext.get("url") == TEXT_MATCH and ext.get("valueString")
-            ]
+            ],
         )
         return cls(
             id=vs_id,
@@ -188,9 +188,9 @@ class ValueSet:
 
     def names_in(self, text: str | None) -> bool:
         """True when one of the value set's phrases appears in free text (whole words)."""
-        if not text or self.phrases is None:
+        if not text or not self.phrases:
             return False
-        return self.phrases.search(normalise(text)) is not None
+        return bool(PhraseTable([(atoms, True) for atoms in self.phrases]).labels_in(tokens(text)))
 
     def codes_for(self, system: str) -> list[str]:
         """Member codes of one system, in file order (used to render prefetch queries)."""
@@ -202,7 +202,8 @@ class ValueSetIndex:
 
     Looking a code up in every value set in turn costs (codes x value sets) for each
     resource; this index answers with one dictionary lookup per code (and per ICD-10-CM
-    ancestor) and one regular-expression search per text and value set with phrases.
+    ancestor) and one linear scan per text for the phrases of every value set at once
+    (text_scan).
     Answers are remembered (records repeat the same codes and drug names, and so do
     patients), up to MEMO_SIZE distinct questions; then the memory starts afresh.
     """
@@ -218,7 +219,9 @@ class ValueSetIndex:
                 self._exact.setdefault(key, set()).add(vs_id)
             for root in value_set.icd10_roots:
                 self._roots.setdefault(root, set()).add(vs_id)
-        self._phrases = [(i, vs.phrases) for i, vs in value_sets.items() if vs.phrases]
+        self._phrases = PhraseTable(
+            [(atoms, vs_id) for vs_id, vs in value_sets.items() for atoms in vs.phrases]
+        )
         self._memo: dict[tuple[object, ...], frozenset[str]] = {}
 
     def forget(self) -> None:
@@ -259,31 +262,29 @@ class ValueSetIndex:
             if key[0] == ICD10CM and self._roots:
                 for ancestor in icd10_ancestors(key[1]):
                     found |= self._roots.get(ancestor, set())
-        found &= among if isinstance(among, frozenset) else set(among)
-        texts = tuple(normalise(t) for t in texts)
-        for vs_id, pattern in self._phrases:
-            if vs_id in among and vs_id not in found and any(pattern.search(t) for t in texts):
-                found.add(vs_id)
+        wanted = among if isinstance(among, frozenset) else frozenset(among)
+        found &= wanted
+        if self._phrases:
+            for text in texts:
+                found |= self.named_in(text) & wanted
         return frozenset(found)
+
+    def named_in(self, text: str, steps: Steps | None = None) -> set[str]:
+        """Ids of the value sets whose phrases appear in `text` (whole words, any case)."""
+        return self._phrases.labels_in(tokens(text, steps), steps)
 
 
 def _flag(entry: dict, url: str) -> bool:
     return any(e.get("url") == url and e.get("valueBoolean") for e in entry.get("extension", []))
 
 
-_SEPARATOR = r"[\s\-\u2010-\u2015]+"  # spaces, hyphens, en and em dashes
-
-
-def _phrases_pattern(phrases: list[str]) -> re.Pattern[str] | None:
-    """Whole words, any case; "Willis-Ekbom" also matches "Willis Ekbom" and "Willis–Ekbom"."""
-    alternatives = [
-        _SEPARATOR.join(re.escape(w) for w in re.split(_SEPARATOR, normalise(phrase).strip()) if w)
-        for phrase in phrases
-    ]
-    alternatives = [a for a in alternatives if a]
-    if not alternatives:
-        return None
-    return re.compile(r"\b(?:" + "|".join(alternatives) + r")\b", re.IGNORECASE)
+def _phrases(vs_id: str, phrases: list[str]) -> tuple[tuple[Atom, ...], ...]:
+    """Whole words, any case; "Willis-Ekbom" also matches "Willis Ekbom" and "Willis–Ekbom"
+    (any run of spaces, hyphens and dashes between words)."""
+    try:
+        return tuple(words(phrase) for phrase in phrases)
+    except ValueError as exc:
+        raise ValueSetError(f"ValueSet {vs_id}: {exc}") from None
 
 
 def load_value_sets(directory: Path) -> dict[str, ValueSet]:

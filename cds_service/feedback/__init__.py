@@ -1,6 +1,10 @@
 """The feedback side of the service: issued-card index, feedback store, suppression.
 
 ``FeedbackService`` is what the HTTP adapters and the evaluator use; it hides SQLAlchemy.
+Feedback is accepted only about cards issued to the sending client at that service
+(else 404, never saying whether the card exists elsewhere), with an ``outcomeTimestamp``
+between the card's issue and the feedback's receipt (each with a small clock skew), and
+within the client's quota of items (429).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,11 +22,16 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service import metrics
+from cds_service.auth.model import Client, PatientScope
+from cds_service.auth.replay import redis_client
+from cds_service.card_ids import issued_recently
+from cds_service.errors import CardsNotRecordedYet, RequestInvalid, UnknownCards
 from cds_service.feedback.recorder import CardRecorder
 from cds_service.feedback.store import FeedbackStore, IssuedCards, Stored
 from cds_service.hooks.services import PATIENT_VIEW
 from cds_service.hooks.wire import FeedbackItem
 from cds_service.knowledge import OVERRIDE_REASON_SYSTEM
+from cds_service.quota import MemoryQuota, Quota, RedisQuota
 from cds_service.settings import Settings
 from cds_service.store import in_memory
 
@@ -31,6 +40,9 @@ log = logging.getLogger(__name__)
 SECRET_FILE = "patient-key.secret"
 #: After the store failed a suppression check, hooks skip it for this long.
 RETRY_AFTER_FAILURE_S = 30.0
+#: Longest wait for this process's card recorder before a card is called unknown.
+RECORDER_WAIT_S = 2.0
+UNKNOWN_CARD = "no card with this uuid was issued to this client by this service"
 
 
 class SecretMissing(ValueError):
@@ -38,11 +50,13 @@ class SecretMissing(ValueError):
 
 
 class FeedbackService:
-    def __init__(self, store: FeedbackStore, settings: Settings):
+    def __init__(self, store: FeedbackStore, settings: Settings, quota: Quota):
         self.store = store
         self.recorder = CardRecorder(store.record)
+        self.quota = quota
         self._window = timedelta(days=settings.suppression_days)
         self._reasons = settings.suppressing_reasons
+        self._skew = timedelta(seconds=settings.feedback_clock_skew_s)
         self._skip_until = 0.0
         self.suppression_failures = 0
         self.suppression_skipped = 0
@@ -51,16 +65,19 @@ class FeedbackService:
         self,
         service_id: str,
         hook_instance: str,
-        patient_id: str,
+        patient: PatientScope,
         cards: Sequence[dict[str, Any]],
         now: datetime,
     ) -> None:
         """Hand an answer's cards to the background recorder (never slows the hook)."""
         if cards:
-            key = self.store.patient_key(patient_id)
-            self.recorder.record(IssuedCards(service_id, hook_instance, key, now, cards))
+            key = self.store.patient_key(patient)
+            issued = IssuedCards(
+                service_id, hook_instance, patient.issuer, patient.tenant, key, now, cards
+            )
+            self.recorder.record(issued)
 
-    def suppressed(self, patient_id: str, topics: Iterable[str], now: datetime) -> set[str]:
+    def suppressed(self, patient: PatientScope, topics: Iterable[str], now: datetime) -> set[str]:
         """Patient-view topics overridden for this patient as handled or declined within the
         window (an override of an order card is about that order, not the topic).
 
@@ -74,7 +91,7 @@ class FeedbackService:
                 self.suppression_skipped += 1
                 return set()
             return self.store.suppressed(
-                patient_id,
+                patient,
                 topics,
                 self._reasons,
                 OVERRIDE_REASON_SYSTEM,
@@ -92,9 +109,78 @@ class FeedbackService:
             return set()
 
     def store_feedback(
-        self, items: Sequence[FeedbackItem], service_id: str, client: str, now: datetime
+        self, items: Sequence[FeedbackItem], service_id: str, client: Client, now: datetime
     ) -> Stored:
+        """Check and store the items of one POST, all or none.
+
+        QuotaExceeded (429) beyond the client's quota; RequestInvalid (400, naming the item)
+        for an outcome later than now or earlier than its card; UnknownCards (404, naming
+        the item) for a card not issued to this client at this service, or
+        CardsNotRecordedYet (503) while this process still has cards to record or when
+        every such card was stamped a moment ago.
+        """
+        self.quota.charge(_quota_key(client), len(items))
+        late = now + self._skew
+        self._refuse_times(
+            items, lambda item: item.outcomeTimestamp > late, "is later than its receipt"
+        )
+        issued = self._issued(items, service_id, client)
+        missing = [{"loc": f"feedback[{i}].card", "msg": UNKNOWN_CARD}
+                   for i, item in enumerate(items) if item.card not in issued]  # fmt: skip
+        if missing:
+            unknown = [item.card for item in items if item.card not in issued]
+            if self.recorder.pending() or all(
+                issued_recently(card, now.timestamp()) for card in unknown
+            ):
+                raise CardsNotRecordedYet(
+                    "feedback names cards issued a moment ago and not recorded yet; retry"
+                )
+            metrics.FEEDBACK_REFUSED.labels("unknown-card").inc(len(missing))
+            raise UnknownCards("feedback names cards this service did not issue here", missing)
+        self._refuse_times(
+            items,
+            lambda item: item.outcomeTimestamp < issued[item.card] - self._skew,
+            "is earlier than the card was issued",
+        )
         return self.store.store(items, service_id, client, now)
+
+    def _issued(
+        self, items: Sequence[FeedbackItem], service_id: str, client: Client
+    ) -> dict[str, datetime]:
+        """When the items' cards were issued to the client here. A card this process has
+        just answered may still be on its way to the store: then wait for the recorder and
+        look again. (The recorder marks a card done only once committed, so when nothing is
+        pending before the first look, every card handed over earlier is visible to it.)"""
+        cards = [item.card for item in items]
+        was_pending = self.recorder.pending()
+        issued = self.store.issued(cards, service_id, client)
+        if len(issued) < len(set(cards)) and was_pending:
+            self.recorder.flush(RECORDER_WAIT_S)
+            issued = self.store.issued(cards, service_id, client)
+        return issued
+
+    @staticmethod
+    def _refuse_times(
+        items: Sequence[FeedbackItem], wrong: Callable[[FeedbackItem], bool], why: str
+    ) -> None:
+        bad = [{"loc": f"feedback[{i}].outcomeTimestamp", "msg": f"outcomeTimestamp {why}"}
+               for i, item in enumerate(items) if wrong(item)]  # fmt: skip
+        if bad:
+            metrics.FEEDBACK_REFUSED.labels("timestamp").inc(len(bad))
+            raise RequestInvalid("feedback with an impossible outcomeTimestamp", bad)
+
+
+def _quota_key(client: Client) -> str:
+    return f"{client.issuer}\n{client.tenant or ''}"
+
+
+def build_quota(settings: Settings) -> Quota:
+    """The feedback quota per client: shared through Redis when there is one."""
+    limit, window = settings.feedback_quota_items, settings.feedback_quota_window_s
+    if settings.redis_url:
+        client = redis_client(settings.redis_url)
+        return RedisQuota(client, settings.redis_prefix, "feedback items", limit, window)
+    return MemoryQuota("feedback items", limit, window)
 
 
 def patient_key_secret(settings: Settings) -> bytes:
@@ -142,4 +228,4 @@ def build_feedback(settings: Settings, engine: Engine) -> FeedbackService:
                 "store not migrated at start-up; retried on first use",
                 extra={"error": type(exc).__name__},
             )
-    return FeedbackService(store, settings)
+    return FeedbackService(store, settings, build_quota(settings))

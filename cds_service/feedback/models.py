@@ -1,9 +1,15 @@
 """The tables of the store: cards we issued, their suggestions, and the feedback on them.
 
-Patients appear only as a keyed pseudonym (HMAC-SHA256 of the id with a secret of this
-deployment): enough to suppress a topic for the same patient, useless to anyone without the
-key. Feedback rows keep the card uuid as sent, so feedback on a card we do not know (issued
-by another deployment, or recorded later) is kept and reported, never lost.
+Patients appear only as a keyed pseudonym: HMAC-SHA256, with a secret of this deployment,
+of (issuer, tenant, fhirServer, patient id), since a FHIR id names a patient only within one
+EHR tenant's server. Enough to suppress a topic for the same patient of the same client,
+useless to anyone without the key, and never shared between tenants.
+
+Each issued card records the client it was issued to (issuer, tenant; '' for no tenant) and
+its service: feedback is accepted only from that client at that service. Rows written
+before migration 0002 have issuer and tenant NULL ("issued before tenant binding"): they
+still count in the report, but no client can send feedback on them and they suppress
+nothing (their pseudonyms were of the id alone).
 """
 
 from __future__ import annotations
@@ -27,6 +33,10 @@ class IssuedCard(Base):
     hook_instance: Mapped[str] = mapped_column(String(64))
     patient_key: Mapped[str] = mapped_column(String(64))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    issuer: Mapped[str | None] = mapped_column(String(255))
+    """The `iss` of the client the card was issued to; NULL before migration 0002."""
+    tenant: Mapped[str | None] = mapped_column(String(255))
+    """Its tenant ('' when it has none); NULL before migration 0002."""
 
     __table_args__ = (
         Index("ix_issued_card_patient_topic", "patient_key", "topic"),
@@ -57,3 +67,5 @@ class Feedback(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     client: Mapped[str] = mapped_column(String(255))
     """The issuer of the client that sent it ('demo' in demo mode)."""
+    tenant: Mapped[str | None] = mapped_column(String(255))
+    """The tenant of the client that sent it ('' for none); NULL before migration 0002."""

@@ -44,6 +44,10 @@ class CardRecorder:
                 self.dropped += 1
             log.warning("issued cards not recorded: the recording queue is full")
 
+    def pending(self) -> bool:
+        """Whether some cards handed over are not written (or failed) yet."""
+        return self._queue.unfinished_tasks > 0
+
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until everything handed over so far is written (or failed); False on timeout."""
         deadline = time.monotonic() + timeout_s
@@ -52,6 +56,14 @@ class CardRecorder:
                 return False
             time.sleep(0.005)
         return True
+
+    def _write_retrying_once(self, batch: Sequence[IssuedCards]) -> None:
+        """A database just back hands out a dead pooled connection first: one more try on a
+        fresh one, since feedback is accepted only about cards that were recorded."""
+        try:
+            self._write(batch)
+        except SQLAlchemyError:
+            self._write(batch)
 
     def _run(self) -> None:
         while True:
@@ -62,7 +74,7 @@ class CardRecorder:
                 except queue.Empty:
                     break
             try:
-                self._write(batch)
+                self._write_retrying_once(batch)
             except SQLAlchemyError as exc:
                 metrics.STORE_FAILURES.labels("record-cards").inc()
                 with self._lock:

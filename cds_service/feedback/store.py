@@ -2,7 +2,8 @@
 
 Every write is one transaction that either commits or raises StoreUnavailable: feedback is
 acknowledged only once it is stored (the client retries a 503), and the same item sent
-twice is stored once (insert-or-ignore on a key derived from the item).
+twice is stored once (insert-or-ignore on a key derived from the item). Cards, feedback and
+suppression are bound to the client (issuer, tenant) a card was issued to (see models).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from cds_service.auth.model import Client, PatientScope
 from cds_service.errors import StoreUnavailable
 from cds_service.feedback.models import Feedback, IssuedCard, IssuedSuggestion
 from cds_service.hooks.wire import FeedbackItem
@@ -43,6 +45,8 @@ class IssuedCards:
 
     service_id: str
     hook_instance: str
+    issuer: str
+    tenant: str | None
     patient_key: str
     issued_at: datetime
     cards: Sequence[Mapping[str, Any]]
@@ -105,11 +109,19 @@ class FeedbackStore:
             command.upgrade(config, "head")
         self._migrated = True
 
-    def patient_key(self, patient_id: str) -> str:
-        """The keyed pseudonym of a patient id (HMAC-SHA256, hex)."""
+    def patient_key(self, patient: PatientScope) -> str:
+        """The keyed pseudonym of a patient of one client (HMAC-SHA256, hex) over issuer,
+        tenant, fhirServer and id: the same id elsewhere is another patient."""
         if self._secret is None:
             raise ValueError("this store was opened without the pseudonym secret")
-        return hmac.new(self._secret, patient_id.encode(), hashlib.sha256).hexdigest()
+        parts = [
+            patient.issuer,
+            patient.tenant or "",
+            patient.fhir_server or "",
+            patient.patient_id,
+        ]
+        message = json.dumps(parts, separators=(",", ":")).encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def record(self, answers: Sequence[IssuedCards]) -> None:
         """Record the cards (and their suggestions) of some answers in one transaction;
@@ -122,6 +134,8 @@ class FeedbackStore:
                 "hook_instance": issued.hook_instance,
                 "patient_key": issued.patient_key,
                 "issued_at": issued.issued_at,
+                "issuer": issued.issuer,
+                "tenant": issued.tenant or "",
             }
             for issued in answers
             for card in issued.cards
@@ -138,8 +152,31 @@ class FeedbackStore:
             if suggestions:
                 _insert_new(connection, IssuedSuggestion, suggestions, "suggestion_uuid")
 
+    def issued(
+        self, card_uuids: Iterable[str], service_id: str, client: Client
+    ) -> dict[str, datetime]:
+        """When each of these cards was issued to `client` at `service_id` (cards issued to
+        anyone else, elsewhere, or never, are absent); StoreUnavailable on failure."""
+        wanted = list(dict.fromkeys(card_uuids))
+        found: dict[str, datetime] = {}
+        try:
+            self.ensure_migrated()
+            with self.engine.connect() as connection:
+                for start in range(0, len(wanted), _BATCH):
+                    query = select(IssuedCard.card_uuid, IssuedCard.issued_at).where(
+                        IssuedCard.card_uuid.in_(wanted[start : start + _BATCH]),
+                        IssuedCard.service_id == service_id,
+                        IssuedCard.issuer == client.issuer,
+                        IssuedCard.tenant == (client.tenant or ""),
+                    )
+                    for card_uuid, issued_at in connection.execute(query):
+                        found[card_uuid] = _aware(issued_at)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the feedback could not be checked; retry later") from exc
+        return found
+
     def store(
-        self, items: Sequence[FeedbackItem], service_id: str, client: str, now: datetime
+        self, items: Sequence[FeedbackItem], service_id: str, client: Client, now: datetime
     ) -> Stored:
         """Store feedback items, each once; StoreUnavailable when they could not be stored."""
         rows = [_feedback_row(item, service_id, client, now) for item in items]
@@ -154,23 +191,28 @@ class FeedbackStore:
 
     def suppressed(
         self,
-        patient_id: str,
+        patient: PatientScope,
         topics: Iterable[str],
         reasons: Iterable[str],
         system: str,
         since: datetime,
         service_id: str,
     ) -> set[str]:
-        """Topics a clinician overrode on a card of `service_id` for this patient since
-        `since` with one of `reasons`."""
+        """Topics a clinician of the same client overrode on a card of `service_id` for this
+        patient since `since` with one of `reasons`."""
         topics = list(topics)
         if not topics:
             return set()
+        tenant = patient.tenant or ""
         query = (
             select(IssuedCard.topic)
             .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
             .where(
-                IssuedCard.patient_key == self.patient_key(patient_id),
+                IssuedCard.patient_key == self.patient_key(patient),
+                IssuedCard.issuer == patient.issuer,
+                IssuedCard.tenant == tenant,
+                Feedback.client == patient.issuer,
+                Feedback.tenant == tenant,
                 IssuedCard.service_id == service_id,
                 IssuedCard.topic.in_(topics),
                 Feedback.outcome == "overridden",
@@ -242,7 +284,12 @@ def _insert_new(
     return inserted
 
 
-def _feedback_row(item: FeedbackItem, service_id: str, client: str, now: datetime) -> dict:
+def _aware(moment: datetime) -> datetime:
+    """SQLite gives stored UTC times back naive."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _feedback_row(item: FeedbackItem, service_id: str, client: Client, now: datetime) -> dict:
     reason = item.overrideReason.reason if item.overrideReason else None
     canonical = json.dumps(item.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return {
@@ -256,5 +303,6 @@ def _feedback_row(item: FeedbackItem, service_id: str, client: str, now: datetim
         "user_comment": item.overrideReason.userComment if item.overrideReason else None,
         "outcome_at": item.outcomeTimestamp,
         "received_at": now,
-        "client": client,
+        "client": client.issuer,
+        "tenant": client.tenant or "",
     }

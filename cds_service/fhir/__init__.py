@@ -1,1 +1,1 @@
-"""Talking to the EHR's FHIR server: the URL guard, the REST client and parallel gathering."""
+"""Talking to the EHR's FHIR server: the REST client and parallel gathering (URLs: outbound)."""

@@ -1,17 +1,21 @@
 """A small FHIR REST client over one pooled requests.Session: reads and paged searches.
 
 Every request carries the EHR's bearer token (when it lent one) and a timeout cut to the
-hook's remaining time; ``next`` links are followed up to a bound and only to allowed URLs.
+hook's remaining time. Every URL goes through the service's URL discipline
+(cds_service.outbound) and is fetched exactly as checked; ``next`` links are followed up to
+a bound and only under the FHIR server path the request named. The session keeps no
+cookies: nothing one server sets can reach another tenant's path on the same host.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin
 
 import requests
 import urllib3
@@ -23,9 +27,18 @@ from cds_service.fhir.errors import (
     FhirRefused,
     FhirUnavailable,
     FhirUnreachable,
+    FhirUrlRefused,
     translating,
 )
-from cds_service.fhir.guard import is_allowed
+from cds_service.outbound import (
+    AllowList,
+    Target,
+    UrlRefused,
+    is_under,
+    join,
+    prepared_get,
+    target,
+)
 
 FHIR_JSON = "application/fhir+json"
 #: The most one answer may hold; a searchset page of 100 resources is far smaller.
@@ -39,6 +52,7 @@ _OUTCOMES: dict[type[FhirError], str] = {
     FhirUnreachable: "unreachable",
     FhirUnavailable: "unavailable",
     FhirMalformed: "malformed",
+    FhirUrlRefused: "url-refused",
 }
 
 
@@ -67,6 +81,7 @@ def new_session(pool_size: int) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["Accept"] = FHIR_JSON
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     return session
 
 
@@ -78,7 +93,7 @@ class FhirClient:
         session: requests.Session,
         connect_timeout: float,
         max_pages: int,
-        allowed: Callable[[str], bool],
+        allowed: AllowList,
     ):
         self._session = session
         self._connect_timeout = connect_timeout
@@ -90,9 +105,16 @@ class FhirClient:
     ) -> Fetched:
         """GET `relative` (a rendered template) under `base`, following search pages.
 
-        Each HTTP exchange is appended to `log`, whether or not the fetch succeeds.
+        `base` is the request's fhirServer; every URL fetched, the first and each page, must
+        fall under its path (the token it lent must never reach another server or tenant)
+        and under the deployment's allow-list. Each HTTP exchange is appended to `log`,
+        whether or not the fetch succeeds.
         """
-        url = f"{base.rstrip('/')}/{relative.lstrip('/')}"
+        try:
+            root = target(base)
+            url = self._on_server(f"{base.rstrip('/')}/{relative.lstrip('/')}", root)
+        except UrlRefused as refused:
+            raise FhirUrlRefused(str(refused)) from None
         fetched = Fetched(value=None)
         body = self._get_json(url, token, deadline, log, read="?" not in relative)
         if body is None or body.get("resourceType") != "Bundle":
@@ -100,12 +122,13 @@ class FhirClient:
             return fetched
         entries = list(body.get("entry") or [])
         seen = {url}
-        next_url = _next_link(body, url)
-        while next_url:
-            # A page link is followed only under the server the EHR named: the token it lent
-            # must never reach another server, even one another client may name.
-            on_server = is_allowed(next_url, (base,)) and self._allowed(next_url)
-            if len(seen) >= self._max_pages or next_url in seen or not on_server:
+        link = _next_link(body)
+        while link is not None:
+            try:
+                next_url = self._on_server(join(url, link), root)
+            except UrlRefused:
+                next_url = None
+            if next_url is None or len(seen) >= self._max_pages or next_url in seen:
                 fetched.truncated = True
                 break
             seen.add(next_url)
@@ -113,12 +136,19 @@ class FhirClient:
             if page is None or page.get("resourceType") != "Bundle":
                 raise FhirMalformed("a search page is not a Bundle")
             entries += page.get("entry") or []
-            next_url = _next_link(page, next_url)
+            url, link = next_url, _next_link(page)
         merged = {k: v for k, v in body.items() if k not in ("entry", "link")}
         if entries:
             merged["entry"] = entries
         fetched.value = merged
         return fetched
+
+    def _on_server(self, url: str, root: Target) -> str:
+        """The canonical `url` when it is under the request's server and the allow-list."""
+        found = target(url, query=True)
+        if not is_under(found, root):
+            raise UrlRefused("the URL is not under the request's FHIR server")
+        return self._allowed.check(found.url, query=True)
 
     def _get_json(
         self, url: str, token: str | None, deadline: float, log: list[RequestLog], read: bool
@@ -174,10 +204,11 @@ class FhirClient:
         started = time.monotonic()
         status: int | None = None
         try:
-            with translating():
-                response = self._session.get(
+            with translating(), _refusing_changed_urls():
+                response = prepared_get(
+                    self._session,
                     url,
-                    headers=headers,
+                    headers,
                     timeout=(min(self._connect_timeout, remaining), remaining),
                     allow_redirects=False,
                     stream=True,
@@ -188,6 +219,14 @@ class FhirClient:
         if status != 200:
             response.close()  # the body of a refusal is not read: free the connection
         return status, response
+
+
+@contextmanager
+def _refusing_changed_urls() -> Iterator[None]:
+    try:
+        yield
+    except UrlRefused as refused:
+        raise FhirUrlRefused(str(refused)) from None
 
 
 def _read_body(response: requests.Response, deadline: float) -> bytes:
@@ -226,8 +265,10 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return float(value) if value.isdigit() else None
 
 
-def _next_link(bundle: dict[str, Any], current: str) -> str | None:
-    for link in bundle.get("link") or []:
+def _next_link(bundle: dict[str, Any]) -> str | None:
+    """The raw ``next`` link of a searchset page, as the server wrote it."""
+    links = bundle.get("link")
+    for link in links if isinstance(links, list) else []:
         if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
-            return urljoin(current, str(link["url"]))
+            return str(link["url"])
     return None

@@ -4,7 +4,8 @@
     ├── FhirRefused       the server will not serve us: 401 or 403 (hook answers 412)
     ├── FhirUnreachable   no connection could be made at all (hook answers 412)
     ├── FhirUnavailable   timeout, 5xx, 429, or the hook's deadline ran out (hook degrades)
-    └── FhirMalformed     a 2xx answer that is not a FHIR JSON resource (hook degrades)
+    ├── FhirMalformed     a 2xx answer that is not a FHIR JSON resource (hook degrades)
+    └── FhirUrlRefused    the URL fails the service's URL discipline; never sent (hook answers 412)
 
 Messages name the URL path and status only: never a token, never a response body.
 """
@@ -42,6 +43,13 @@ class FhirUnavailable(FhirError):
 
 class FhirMalformed(FhirError):
     """Raised when a success answer is not a FHIR resource in JSON."""
+
+
+class FhirUrlRefused(FhirError):
+    """Raised when a URL to fetch fails the URL discipline (cds_service.outbound): it is
+    never sent, and asking again cannot help."""
+
+    fatal = True
 
 
 @contextmanager

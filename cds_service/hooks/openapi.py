@@ -39,10 +39,13 @@ _RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
 )
 #: Statuses a hook call answers besides 200, and when.
 _HOOK_ERRORS = {
-    "400": "Not a valid CDS Hooks request for this hook (the body names the fields).",
+    "400": "Not a valid CDS Hooks request for this hook (the body names the fields), or "
+    "credentials outside one Authorization header.",
     "401": "No client JWT, or one that is not acceptable (not in demo mode).",
     "412": "Data the rules need is neither prefetched nor fetchable.",
     "413": "The body is larger than the configured limit.",
+    "429": "The client holds its share of unexpired tokens; retry after Retry-After.",
+    "431": "The Authorization header is longer than any client JWT accepted.",
     "503": "A store the call needs cannot be reached; retry later.",
 }
 #: One shipped example request per hook (fhir_fixtures/requests/), shown as its example.
@@ -52,11 +55,17 @@ EXAMPLES = {
     "order-sign": "order-sign-rls-gabapentin-ckd-pregabalin",
 }
 _FEEDBACK_ERRORS = {
-    "400": "Not valid CDS Hooks feedback (the body names the item and field).",
+    "400": "Not valid CDS Hooks feedback (the body names the item and field), an "
+    "outcomeTimestamp later than now or earlier than its card, or credentials outside one "
+    "Authorization header.",
     "401": "No client JWT, or one that is not acceptable (not in demo mode).",
-    "404": "No service with that id.",
+    "404": "No service with that id, or a card not issued to this client at this service "
+    "(the body names the item).",
     "413": "The body is larger than the configured limit.",
-    "503": "The store cannot take the items now; nothing was acknowledged, retry later.",
+    "429": "The client's feedback quota is used up; retry after Retry-After.",
+    "431": "The Authorization header is longer than any client JWT accepted.",
+    "503": "The store cannot take the items now, or their cards are still being recorded; "
+    "nothing was acknowledged, retry later.",
 }
 
 

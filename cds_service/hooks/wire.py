@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
-    AnyHttpUrl,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,7 +23,12 @@ from pydantic import (
     model_validator,
 )
 
+from cds_service.outbound import UrlRefused, canonical
+
 NonEmpty = Annotated[StrictStr, StringConstraints(min_length=1, max_length=1024)]
+#: RFC 6750 bearer tokens are visible ASCII; anything else cannot go in an HTTP header.
+_VISIBLE_ASCII = frozenset(chr(code) for code in range(0x21, 0x7F))
+MAX_ACCESS_TOKEN_CHARS = 16 * 1024
 USER_REFERENCE = r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-\.]{1,64}$"
 ORDERING_USER = r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-\.]{1,64}$"
 FHIR_ID = r"^[A-Za-z0-9\-\.]{1,64}$"
@@ -37,12 +41,19 @@ class _Wire(BaseModel):
 class FhirAuthorization(_Wire):
     """The OAuth token the EHR lends for FHIR queries; transient, never logged or stored."""
 
-    access_token: SecretStr = Field(min_length=1)
+    access_token: SecretStr = Field(min_length=1, max_length=MAX_ACCESS_TOKEN_CHARS)
     token_type: Literal["Bearer"]
     expires_in: StrictInt
     scope: NonEmpty
     subject: NonEmpty
     patient: StrictStr | None = None
+
+    @field_validator("access_token", mode="before")
+    @classmethod
+    def _visible_ascii(cls, value: object) -> object:
+        if isinstance(value, str) and not set(value) <= _VISIBLE_ASCII:
+            raise ValueError("access_token must be visible ASCII (RFC 6750), without spaces")
+        return value
 
 
 class HookRequest(_Wire):
@@ -50,10 +61,23 @@ class HookRequest(_Wire):
 
     hook: NonEmpty
     hookInstance: UUID
-    fhirServer: AnyHttpUrl | None = None
+    fhirServer: StrictStr | None = Field(None, json_schema_extra={"format": "uri"})
+    """Canonical (cds_service.outbound), without a trailing slash."""
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
     prefetch: dict[str, Any] | None = None
+
+    @field_validator("fhirServer")
+    @classmethod
+    def _fhir_base(cls, value: str | None) -> str | None:
+        """A base URL the service can fetch under exactly as written: no query, fragment,
+        credentials, dot segments or encoded slashes (the reason never quotes the URL)."""
+        if value is None:
+            return None
+        try:
+            return canonical(value).rstrip("/")
+        except UrlRefused as refused:
+            raise ValueError(f"fhirServer is not a usable FHIR base URL: {refused}") from None
 
     @model_validator(mode="after")
     def _server_with_token(self) -> HookRequest:
@@ -143,7 +167,10 @@ class FeedbackItem(_Wire):
     @field_validator("outcomeTimestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:  # 9999-12-31T23:59:59-01:00 is valid RFC 3339, and beyond year 9999 in UTC
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("outcomeTimestamp is outside the years 1 to 9999 in UTC") from None
 
     @model_validator(mode="after")
     def _outcome_fields(self) -> FeedbackItem:

@@ -71,6 +71,9 @@ def live_app(tmp_path_factory) -> Iterator[LiveApp]:
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1100, "height": 900})
+    # The browser's clock reads the service's fixed clock: feedback is stamped (and checked
+    # against the card's issue time) as it would be with real clocks that agree.
+    context.clock.set_system_time(NOW)
     opened = context.new_page()
     opened.set_default_timeout(10_000)
     yield opened

@@ -9,7 +9,9 @@ from cds_service.settings import Settings
 
 
 def test_page_and_assets_are_404_outside_demo_mode(tmp_path):
-    client = create_app(Settings(data_dir=tmp_path, log_level="ERROR")).test_client()
+    client = create_app(
+        Settings(data_dir=tmp_path, log_level="ERROR", public_base_url="https://cds.example.org")
+    ).test_client()
     assert client.get("/").status_code == 404
     assert client.post("/", data={"patient": "rls-ckd"}).status_code == 404
     assert client.get("/demo/static/demo.js").status_code == 404
@@ -30,10 +32,10 @@ def test_a_demo_patient_can_be_asked_for_in_the_query(client):
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"patient": "../../etc/passwd"}, b"there is no demo patient"),
+        ({"patient": "../../etc/passwd"}, b"there is no such demo patient"),
         ({"patient": "rls-ckd", "hook": "order-sign"}, b"choose a draft order"),
         ({"patient": "rls-ckd", "hook": "order-sign", "draft": "example:../x"}, b"choose a draft"),
-        ({"patient": "rls-ckd", "hook": "launch-missiles"}, b"there is no hook"),
+        ({"patient": "rls-ckd", "hook": "launch-missiles"}, b"there is no such hook"),
         ({"bundle": "{not json"}, b"not JSON (line 1)"),
         ({"bundle": '{"resourceType": "Bundle", "entry": []}'}, b"no Patient with an id"),
     ],

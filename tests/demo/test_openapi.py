@@ -87,7 +87,10 @@ class TestDocument:
         ]
 
     def test_outside_demo_mode_hooks_need_the_client_jwt(self, tmp_path):
-        app = create_app(Settings(data_dir=tmp_path, log_level="ERROR"))
+        settings = Settings(
+            data_dir=tmp_path, log_level="ERROR", public_base_url="https://cds.example.org"
+        )
+        app = create_app(settings)
         spec = document(app)
         validate(spec)
         hook = spec["paths"]["/cds-services/rls-secondary-causes"]["post"]

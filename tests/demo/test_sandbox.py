@@ -42,7 +42,11 @@ def sandbox_client(tmp_path, key):
     }
     clients.write_text(json.dumps([entry]), "utf-8")
     settings = Settings(
-        trusted_clients=clients, cors_origins=SANDBOX, data_dir=tmp_path, redis_url=None
+        trusted_clients=clients,
+        cors_origins=SANDBOX,
+        data_dir=tmp_path,
+        redis_url=None,
+        public_base_url=BASE,
     )
     app = create_app(settings, clock=lambda: NOW)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:

@@ -43,8 +43,16 @@ def feedback_url(service_id: str = "rls-secondary-causes") -> str:
     return f"/cds-services/{service_id}/feedback"
 
 
-def pseudonym(patient_id: str, secret: str = SECRET) -> str:
-    return hmac.new(secret.encode(), patient_id.encode(), hashlib.sha256).hexdigest()
+def pseudonym(
+    patient_id: str,
+    secret: str = SECRET,
+    issuer: str = "demo",
+    tenant: str = "",
+    fhir_server: str = "",
+) -> str:
+    """The store's pseudonym of a patient of one client (demo mode: issuer 'demo')."""
+    message = json.dumps([issuer, tenant, fhir_server, patient_id], separators=(",", ":"))
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
 
 
 def as_utc(value: datetime | str) -> datetime:
@@ -314,6 +322,28 @@ def accepted(card: dict, when: datetime = b.NOW) -> dict:
         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
         "outcomeTimestamp": iso(when),
     }
+
+
+def legacy_feedback(backend: Backend, card: str, code: str | None, when: datetime) -> None:
+    """A feedback row as stored before migration 0002, about a card the store does not know
+    (the service stored those; it refuses them now): the report still counts them."""
+    row = {
+        "item_key": uuid.uuid4().hex,
+        "card_uuid": card,
+        "service_id": "rls-secondary-causes",
+        "outcome": "overridden",
+        "accepted_suggestions": "[]",
+        "reason_system": OVERRIDE_REASON_SYSTEM if code else None,
+        "reason_code": code,
+        "user_comment": None,
+        "outcome_at": when,
+        "received_at": when,
+        "client": "demo",
+    }
+    columns = ", ".join(row)
+    values = ", ".join(f":{name}" for name in row)
+    with backend._sql_engine().begin() as connection:
+        connection.execute(text(f"INSERT INTO feedback ({columns}) VALUES ({values})"), row)
 
 
 def flush(app: Flask) -> None:

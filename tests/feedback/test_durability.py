@@ -17,6 +17,7 @@ import pytest
 import requests
 from flask import Flask
 
+from cds_service.feedback.store import IssuedCards
 from tests import builders as b
 from tests.feedback.conftest import PG_ADMIN, Backend, iso, patient_view_body, terminate
 from tests.live import serving
@@ -45,16 +46,28 @@ def server(make_app) -> Iterator[Server]:
         yield Server(app, base_url)
 
 
-def batches(count: int = ITEMS) -> list[list[dict]]:
-    """`count` distinct items (each card its own uuid), PER_POST to a POST."""
+def batches(server: Server, count: int = ITEMS) -> list[list[dict]]:
+    """`count` distinct items (each about its own card, issued to the demo client by the
+    patient-view service and recorded in the store), PER_POST to a POST."""
+    cards = [str(uuid.uuid4()) for _ in range(count)]
+    issued = IssuedCards(
+        "rls-secondary-causes",
+        str(uuid.uuid4()),
+        "demo",
+        None,
+        "patient-key",
+        b.NOW,
+        [{"uuid": card, "source": {"topic": {"code": "iron-below-target"}}} for card in cards],
+    )
+    server.app.extensions["rls_cds"].feedback.store.record([issued])
     items = [
         {
-            "card": str(uuid.uuid4()),
+            "card": card,
             "outcome": "overridden",
             "overrideReason": {"userComment": f"item {n}"},
             "outcomeTimestamp": iso(b.NOW),
         }
-        for n in range(count)
+        for n, card in enumerate(cards)
     ]
     return [items[n : n + PER_POST] for n in range(0, count, PER_POST)]
 
@@ -112,7 +125,7 @@ def stored_cards(backend: Backend) -> list[str]:
 def test_thousands_of_items_posted_concurrently_are_all_counted(store_backend, server):
     tally = Tally()
     started = time.monotonic()
-    post_all(server.base, batches(), tally)
+    post_all(server.base, batches(server), tally)
     elapsed = time.monotonic() - started
     assert tally.other == []
     assert tally.answers == ITEMS // PER_POST
@@ -125,7 +138,7 @@ def test_thousands_of_items_posted_concurrently_are_all_counted(store_backend, s
 
 
 def test_posting_everything_again_stores_nothing_new(store_backend, server):
-    work = batches(400)
+    work = batches(server, 400)
     first, second = Tally(), Tally()
     post_all(server.base, work, first)
     post_all(server.base, work + work, second)  # and each batch twice at once
@@ -169,11 +182,12 @@ def test_pool_disposed_and_connections_killed_mid_run(store_backend, server):
             disruptions += 1
             time.sleep(0.005)
 
+    work = batches(server, DISRUPTED)
     disruptor = threading.Thread(target=disrupt)
     disruptor.start()
     tally = Tally()
     try:
-        post_all(server.base, batches(DISRUPTED), tally)
+        post_all(server.base, work, tally)
     finally:
         stop.set()
         disruptor.join(10)
@@ -234,7 +248,7 @@ def test_database_goes_away_mid_run(store_backend, server):
     for thread in side:
         thread.start()
     try:
-        post_all(server.base, batches(DISRUPTED), tally, on_answer=maybe_start)
+        post_all(server.base, batches(server, DISRUPTED), tally, on_answer=maybe_start)
     finally:
         outage_started.set()
         for thread in side:

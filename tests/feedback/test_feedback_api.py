@@ -1,5 +1,6 @@
 """POST /cds-services/{id}/feedback (checklist 31-32): the spec's examples, validation that
-names the bad item, several items per POST, idempotency, and feedback on unknown cards."""
+names the bad item, several items per POST, idempotency, and feedback on unknown cards or at
+another service's URL (404, issue 16)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import pytest
 from cds_service.knowledge import OVERRIDE_REASON_SYSTEM
 from tests import builders as b
 from tests.feedback.conftest import (
+    ORDER_SIGN,
     PATIENT_VIEW,
     accepted,
     as_utc,
     cards_by_topic,
     feedback_url,
     flush,
+    iso,
+    order_sign_body,
     overridden,
     patient_view_body,
     post_json,
@@ -50,32 +54,53 @@ def answer(response) -> dict:
     return response.get_json()
 
 
+@pytest.fixture
+def cards(app, client) -> dict[str, dict]:
+    """Cards issued to the (demo) client by patient-view, recorded before feedback comes."""
+    issued = cards_by_topic(post_json(client, PATIENT_VIEW, patient_view_body()))
+    flush(app)
+    return issued
+
+
+def as_spec_accepted(card: dict) -> dict:
+    """The spec's accepted example, about an issued card and its first suggestion."""
+    suggestion = [{"id": card["suggestions"][0]["uuid"]}]
+    return {**SPEC_ACCEPTED, "card": card["uuid"], "acceptedSuggestions": suggestion,
+            "outcomeTimestamp": iso(b.NOW)}  # fmt: skip
+
+
+def as_spec_overridden(card: dict) -> dict:
+    return {**SPEC_OVERRIDDEN, "card": card["uuid"], "outcomeTimestamp": iso(b.NOW)}
+
+
 # --- the spec's examples ------------------------------------------------------------------
 
 
-def test_spec_example_accepted(store_backend, client):
-    body = {"feedback": [SPEC_ACCEPTED]}
+def test_spec_example_accepted(store_backend, client, cards):
+    item = as_spec_accepted(cards["iron-below-target"])
+    body = {"feedback": [item]}
     assert answer(post_json(client, feedback_url(), body)) == {
         "received": 1,
         "stored": 1,
         "alreadyStored": 0,
     }
     (row,) = store_backend.rows("feedback")
-    assert row["card_uuid"] == SPEC_ACCEPTED["card"]
+    assert row["card_uuid"] == item["card"]
     assert row["outcome"] == "accepted"
     suggestions = row["accepted_suggestions"]
     if isinstance(suggestions, str):  # SQLite JSON read back as text by raw SQL
         suggestions = json.loads(suggestions)
-    assert suggestions == ["e56e1945-20b3-4393-8503-a1a20fd73152"]
+    assert suggestions == [item["acceptedSuggestions"][0]["id"]]
     assert row["reason_code"] is None and row["user_comment"] is None
-    assert as_utc(row["outcome_at"]).isoformat() == "2020-12-11T00:00:00+00:00"
+    assert as_utc(row["outcome_at"]) == b.NOW
     assert as_utc(row["received_at"]) == b.NOW
     assert row["service_id"] == "rls-secondary-causes"
-    assert row["client"]  # the sending client's issuer ('demo' here)
+    assert (row["client"], row["tenant"]) == ("demo", "")  # the sending client (demo mode)
 
 
-def test_spec_example_overridden_with_reason_and_comment(store_backend, client):
-    assert answer(post_json(client, feedback_url(), {"feedback": [SPEC_OVERRIDDEN]}))["stored"] == 1
+def test_spec_example_overridden_with_reason_and_comment(store_backend, client, cards):
+    body = {"feedback": [as_spec_overridden(cards["sedating-antihistamine"])]}
+    assert answer(post_json(client, feedback_url(), body))["stored"] == 1
     (row,) = store_backend.rows("feedback")
     assert row["outcome"] == "overridden"
     assert row["reason_system"] == SPEC_OVERRIDDEN["overrideReason"]["reason"]["system"]
@@ -83,48 +108,50 @@ def test_spec_example_overridden_with_reason_and_comment(store_backend, client):
     assert row["user_comment"] == "clinician can add a free text comment here"
 
 
-def test_several_items_in_one_post(store_backend, app, client):
-    cards = cards_by_topic(post_json(client, PATIENT_VIEW, patient_view_body()))
-    flush(app)
+def test_several_items_in_one_post(store_backend, client, cards):
+    iron, anti = cards["iron-below-target"], cards["sedating-antihistamine"]
     items = [
-        accepted(cards["iron-below-target"]),
-        overridden(cards["sedating-antihistamine"]["uuid"], "benefit-outweighs-risk"),
-        SPEC_ACCEPTED,
-        SPEC_OVERRIDDEN,
-        {  # overridden with a comment and no coded reason
-            "card": str(uuid.uuid4()),
+        accepted(iron),
+        overridden(anti["uuid"], "benefit-outweighs-risk"),
+        as_spec_overridden(iron),
+        {  # overridden with a comment and no coded reason, in another offset
+            "card": anti["uuid"],
             "outcome": "overridden",
             "overrideReason": {"userComment": "not today"},
-            "outcomeTimestamp": "2026-11-28T12:00:00.123+01:00",
+            "outcomeTimestamp": "2026-11-28T13:00:00.123+01:00",
         },
-        {"card": str(uuid.uuid4()), "outcome": "overridden", "outcomeTimestamp": iso_now()},
+        {"card": anti["uuid"], "outcome": "overridden", "outcomeTimestamp": iso(b.NOW)},
     ]
     assert answer(post_json(client, feedback_url(), {"feedback": items})) == {
-        "received": 6,
-        "stored": 6,
+        "received": 5,
+        "stored": 5,
         "alreadyStored": 0,
     }
-    assert store_backend.count("feedback") == 6
+    assert store_backend.count("feedback") == 5
 
 
-def iso_now() -> str:
-    return "2026-11-28T12:00:00Z"
-
-
-def test_unknown_extra_fields_are_ignored(store_backend, client):
-    item = {**SPEC_ACCEPTED, "extension": {"example.org/x": 1}}
+def test_unknown_extra_fields_are_ignored(store_backend, client, cards):
+    item = {**as_spec_accepted(cards["iron-below-target"]), "extension": {"example.org/x": 1}}
     body = {"feedback": [item], "extension": {"example.org/y": True}}
     assert answer(post_json(client, feedback_url(), body))["stored"] == 1
 
 
-def test_feedback_to_each_service(store_backend, client):
-    for service in ("rls-secondary-causes", "rls-order-select", "rls-order-sign"):
-        assert answer(post_json(client, feedback_url(service), {"feedback": [SPEC_ACCEPTED]}))
-    assert {r["service_id"] for r in store_backend.rows("feedback")} == {
-        "rls-secondary-causes",
-        "rls-order-select",
-        "rls-order-sign",
+def test_feedback_to_each_service(store_backend, app, client):
+    """Each service's feedback URL takes the cards that service issued."""
+    order = order_sign_body()
+    select = copy.deepcopy(order) | {"hook": "order-select", "hookInstance": str(uuid.uuid4())}
+    select["context"]["selections"] = ["MedicationRequest/hx"]
+    issued = {
+        "rls-secondary-causes": post_json(client, PATIENT_VIEW, patient_view_body()),
+        "rls-order-select": post_json(client, "/cds-services/rls-order-select", select),
+        "rls-order-sign": post_json(client, ORDER_SIGN, order),
     }
+    flush(app)
+    for service, response in issued.items():
+        card = next(iter(cards_by_topic(response).values()))
+        item = overridden(card["uuid"], "benefit-outweighs-risk")
+        assert answer(post_json(client, feedback_url(service), {"feedback": [item]}))
+    assert {r["service_id"] for r in store_backend.rows("feedback")} == set(issued)
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -249,8 +276,8 @@ def test_get_is_not_allowed(store_backend, client):
 # --- idempotency --------------------------------------------------------------------------
 
 
-def test_the_same_item_twice_is_stored_once(store_backend, client):
-    body = {"feedback": [SPEC_OVERRIDDEN]}
+def test_the_same_item_twice_is_stored_once(store_backend, client, cards):
+    body = {"feedback": [as_spec_overridden(cards["iron-below-target"])]}
     assert answer(post_json(client, feedback_url(), body)) == {
         "received": 1,
         "stored": 1,
@@ -264,8 +291,9 @@ def test_the_same_item_twice_is_stored_once(store_backend, client):
     assert store_backend.count("feedback") == 1
 
 
-def test_the_same_item_twice_in_one_post_is_stored_once(store_backend, client):
-    body = {"feedback": [SPEC_OVERRIDDEN, SPEC_ACCEPTED, SPEC_OVERRIDDEN]}
+def test_the_same_item_twice_in_one_post_is_stored_once(store_backend, client, cards):
+    first = as_spec_overridden(cards["iron-below-target"])
+    body = {"feedback": [first, as_spec_accepted(cards["iron-below-target"]), first]}
     assert answer(post_json(client, feedback_url(), body)) == {
         "received": 3,
         "stored": 2,
@@ -274,25 +302,28 @@ def test_the_same_item_twice_in_one_post_is_stored_once(store_backend, client):
     assert store_backend.count("feedback") == 2
 
 
-def test_the_same_item_written_differently_is_the_same_item(store_backend, client):
+def test_the_same_item_written_differently_is_the_same_item(store_backend, client, cards):
     """Key order and an equivalent timestamp in another offset do not make a new item."""
-    assert answer(post_json(client, feedback_url(), {"feedback": [SPEC_OVERRIDDEN]}))["stored"]
-    reordered = dict(reversed(list(SPEC_OVERRIDDEN.items())))
-    reordered["outcomeTimestamp"] = "2020-12-11T01:00:00+01:00"
+    item = as_spec_overridden(cards["iron-below-target"])
+    assert answer(post_json(client, feedback_url(), {"feedback": [item]}))["stored"]
+    reordered = dict(reversed(list(item.items())))
+    reordered["outcomeTimestamp"] = "2026-11-28T13:00:00+01:00"
     again = answer(post_json(client, feedback_url(), {"feedback": [reordered]}))
     assert again == {"received": 1, "stored": 0, "alreadyStored": 1}
     assert store_backend.count("feedback") == 1
 
 
-def test_a_different_outcome_for_the_same_card_is_a_new_item(store_backend, client):
-    later = {**SPEC_OVERRIDDEN, "outcomeTimestamp": "2020-12-12T00:00:00Z"}
-    body = {"feedback": [SPEC_OVERRIDDEN, later]}
+def test_a_different_outcome_for_the_same_card_is_a_new_item(store_backend, client, cards):
+    item = as_spec_overridden(cards["iron-below-target"])
+    later = {**item, "outcomeTimestamp": "2026-11-28T12:01:00Z"}
+    body = {"feedback": [item, later]}
     assert answer(post_json(client, feedback_url(), body))["stored"] == 2
 
 
-def test_a_repeat_with_new_items_stores_only_the_new_ones(store_backend, client):
-    answer(post_json(client, feedback_url(), {"feedback": [SPEC_ACCEPTED]}))
-    body = {"feedback": [SPEC_ACCEPTED, SPEC_OVERRIDDEN]}
+def test_a_repeat_with_new_items_stores_only_the_new_ones(store_backend, client, cards):
+    iron = cards["iron-below-target"]
+    answer(post_json(client, feedback_url(), {"feedback": [as_spec_accepted(iron)]}))
+    body = {"feedback": [as_spec_accepted(iron), as_spec_overridden(iron)]}
     assert answer(post_json(client, feedback_url(), body)) == {
         "received": 2,
         "stored": 1,
@@ -300,30 +331,38 @@ def test_a_repeat_with_new_items_stores_only_the_new_ones(store_backend, client)
     }
 
 
-# --- unknown cards ------------------------------------------------------------------------
+# --- unknown cards, and cards of another service (issue 16: tenant-bound feedback) -------
 
 
-def test_feedback_on_an_unknown_card_is_stored_and_reported(store_backend, app, client):
-    cards = cards_by_topic(post_json(client, PATIENT_VIEW, patient_view_body()))
-    flush(app)
+def test_feedback_on_an_unknown_card_is_404_naming_it_and_nothing_is_stored(
+    store_backend, app, client, cards
+):
     unknown = str(uuid.uuid4())
     items = [accepted(cards["iron-below-target"]), overridden(unknown, "patient-declined")]
-    assert answer(post_json(client, feedback_url(), {"feedback": items}))["stored"] == 2
-    assert {r["card_uuid"] for r in store_backend.rows("feedback")} == {
-        cards["iron-below-target"]["uuid"],
-        unknown,
-    }
-    topics, unknown_count = app.extensions["rls_cds"].feedback.store.report(None)
-    assert unknown_count == 1
-    assert [(t.topic, t.accepted, t.overridden) for t in topics] == [
-        ("iron-below-target", 1, 0),
-        ("sedating-antihistamine", 0, 0),
-    ]
+    response = post_json(client, feedback_url(), {"feedback": items})
+    assert response.status_code == 404
+    body = response.get_json()
+    assert body["error"] == "unknown-card"
+    assert [d["loc"] for d in body["details"]] == ["feedback[1].card"]
+    assert unknown not in response.get_data(as_text=True)
+    assert store_backend.count("feedback") == 0  # all or nothing
+    _, unknown_count = app.extensions["rls_cds"].feedback.store.report(None)
+    assert unknown_count == 0
+
+
+def test_a_card_is_answered_only_at_its_own_services_feedback_url(store_backend, client, cards):
+    item = overridden(cards["sedating-antihistamine"]["uuid"], "patient-declined")
+    response = post_json(client, feedback_url("rls-order-sign"), {"feedback": [item]})
+    assert response.status_code == 404
+    unknown = overridden(str(uuid.uuid4()), "patient-declined")
+    elsewhere = post_json(client, feedback_url("rls-order-sign"), {"feedback": [unknown]})
+    assert response.get_json() == elsewhere.get_json()  # not a word about where it exists
+    assert store_backend.count("feedback") == 0
 
 
 def test_feedback_needs_the_same_authentication_as_the_hooks(store_backend, make_app):
     """Outside demo mode, with no trusted client, the hooks and the feedback are refused."""
-    client = make_app(demo=False).test_client()
+    client = make_app(demo=False, public_base_url="http://localhost").test_client()
     assert post_json(client, PATIENT_VIEW, patient_view_body()).status_code == 401
     response = post_json(client, feedback_url(), {"feedback": [SPEC_ACCEPTED]})
     assert response.status_code == 401

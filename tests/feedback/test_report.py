@@ -19,6 +19,7 @@ from tests.feedback.conftest import (
     cards_by_topic,
     feedback_url,
     flush,
+    legacy_feedback,
     overridden,
     patient_view_body,
     post_json,
@@ -52,9 +53,10 @@ def send(client, items: list[dict]) -> None:
 
 
 @pytest.fixture
-def history(app, client) -> None:
+def history(store_backend, app, client) -> None:
     """Six patients with iron-below-target and sedating-antihistamine (the first also
-    renal-function-due), and their feedback; then all of it sent again (no double counts)."""
+    renal-function-due), and their feedback; then all of it sent again (no double counts);
+    and two items about unknown cards stored before the service refused those (legacy)."""
     cards = [
         cards_by_topic(
             post_json(client, PATIENT_VIEW, patient_view_body(f"q{n}", kidney_ok=n != 0))
@@ -75,12 +77,12 @@ def history(app, client) -> None:
         overridden(anti[3]["uuid"], "tolerated-before"),
         overridden(anti[4]["uuid"], "short-course"),
         overridden(anti[5]["uuid"], "patient-declined"),
-        overridden(str(uuid.uuid4()), "patient-declined"),
-        accepted({"uuid": str(uuid.uuid4()), "suggestions": [{"uuid": "s"}]}),
     ]
     send(client, items[:7])
     send(client, items[7:])
     send(client, items)  # repeats are stored once
+    legacy_feedback(store_backend, str(uuid.uuid4()), "patient-declined", b.NOW)
+    legacy_feedback(store_backend, str(uuid.uuid4()), None, b.NOW)
 
 
 EXPECTED = {
@@ -192,9 +194,9 @@ def test_empty_store(store_backend, make_app, report):
 
 
 @pytest.fixture
-def two_months(app, client, clock) -> None:
-    """A card pair issued and answered 30 days ago, another now; unknown-card feedback then
-    and now."""
+def two_months(store_backend, app, client, clock) -> None:
+    """A card pair issued and answered 30 days ago, another now; legacy unknown-card
+    feedback then and now."""
     clock.now = b.NOW - timedelta(days=30)
     old = cards_by_topic(post_json(client, PATIENT_VIEW, patient_view_body("r1")))
     flush(app)
@@ -203,19 +205,17 @@ def two_months(app, client, clock) -> None:
         [
             accepted(old[IRON], when=clock.now),
             overridden(old[ANTIHISTAMINE]["uuid"], "benefit-outweighs-risk", when=clock.now),
-            overridden(str(uuid.uuid4()), "short-course", when=clock.now),
         ],
     )
+    legacy_feedback(store_backend, str(uuid.uuid4()), "short-course", clock.now)
     clock.now = b.NOW
     new = cards_by_topic(post_json(client, PATIENT_VIEW, patient_view_body("r2")))
     flush(app)
     send(
         client,
-        [
-            overridden(new[ANTIHISTAMINE]["uuid"], "short-course"),
-            overridden(str(uuid.uuid4()), "short-course"),
-        ],
+        [overridden(new[ANTIHISTAMINE]["uuid"], "short-course")],
     )
+    legacy_feedback(store_backend, str(uuid.uuid4()), "short-course", clock.now)
 
 
 def summary(data: dict) -> dict:

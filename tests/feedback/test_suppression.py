@@ -31,10 +31,12 @@ def patient_view(client, patient_id: str = b.PATIENT_ID) -> dict[str, dict]:
     return cards_by_topic(post_json(client, PATIENT_VIEW, patient_view_body(patient_id)))
 
 
-def override(app, client, card: dict, code: str | None, **kwargs) -> None:
+def override(
+    app, client, card: dict, code: str | None, service: str = "rls-secondary-causes", **kwargs
+) -> None:
     flush(app)  # the card is in the index before its feedback arrives, as with a real EHR
     item = overridden(card["uuid"], code, **kwargs)
-    response = post_json(client, feedback_url(), {"feedback": [item]})
+    response = post_json(client, feedback_url(service), {"feedback": [item]})
     assert response.status_code == 200
     assert response.get_json()["received"] == 1
 
@@ -115,10 +117,11 @@ def test_suppressing_reasons_are_configurable(make_app):
 
 def test_the_window_counts_from_the_outcome_time(app, client, clock):
     """Feedback sent today about an override 100 days ago suppresses nothing."""
+    clock.now = b.NOW - timedelta(days=100)
     cards = patient_view(client)
-    override(
-        app, client, cards[ANTIHISTAMINE], "patient-declined", when=b.NOW - timedelta(days=100)
-    )
+    when = clock.now + timedelta(minutes=1)
+    clock.now = b.NOW
+    override(app, client, cards[ANTIHISTAMINE], "patient-declined", when=when)
     assert set(patient_view(client)) == BOTH
 
 
@@ -151,7 +154,7 @@ def test_an_order_card_overridden_as_declined_does_not_hide_the_patient_view_car
     a new decision: its override must not hide the medication-review card."""
     (card,) = cards_by_topic(post_json(client, ORDER_SIGN, order_sign_body())).values()
     assert "patient-declined" not in [r["code"] for r in card["overrideReasons"]]
-    override(app, client, card, "patient-declined")
+    override(app, client, card, "patient-declined", service="rls-order-sign")
     assert ANTIHISTAMINE in patient_view(client)
 
 

@@ -57,6 +57,11 @@ def jwt_app(tmp_path_factory, ehr: Client) -> Flask:
     entry = {"iss": ISS, "jwks": {"keys": [ehr.jwk()]}, "fhir_servers": [FHIR]}
     clients.write_text(json.dumps([entry]), "utf-8")
     settings = Settings(
-        demo=False, trusted_clients=clients, data_dir=data, redis_url=None, log_level="ERROR"
+        demo=False,
+        trusted_clients=clients,
+        data_dir=data,
+        redis_url=None,
+        log_level="ERROR",
+        public_base_url="http://localhost",
     )
     return create_app(settings, clock=lambda: b.NOW)

@@ -199,10 +199,12 @@ def test_duplicate_keys_the_last_one_wins(post):
     assert post(path, right_last.encode(), JSON).status_code == 200
     wrong = post(path, right_first.encode(), JSON)
     assert wrong.status_code == 400
-    assert "not 'order-sign'" in wrong.get_json()["message"]
+    assert wrong.get_json()["details"] == [{"loc": "hook", "msg": "expected 'patient-view'"}]
+    assert "order-sign" not in wrong.get_data(as_text=True)  # the request is never echoed
     feedback = json.loads(FEEDBACK)["feedback"][0]
     twice = '{"feedback": "not a list", ' + json.dumps({"feedback": [feedback]})[1:]
-    assert post(path + "/feedback", twice.encode(), JSON).status_code == 200
+    answer = post(path + "/feedback", twice.encode(), JSON)  # read: about an unknown card
+    assert answer.status_code == 404 and answer.get_json()["error"] == "unknown-card"
 
 
 def test_overflowing_numbers_never_make_a_card(post):

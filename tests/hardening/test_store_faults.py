@@ -58,6 +58,8 @@ from tests.live import serving
 PG = ("127.0.0.1", 5432)
 REDIS = ("127.0.0.1", 6379)
 PATIENT_VIEW = "/cds-services/rls-secondary-causes"
+#: The service's public base URL: tokens name it, whatever port a test serves on.
+PUBLIC = "https://cds.example.test"
 ORDER_SIGN = "/cds-services/rls-order-sign"
 #: A hook answers within its deadline (2.5 s) even while a store is down; some slack.
 HOOK_BOUND_S = 3.0
@@ -378,10 +380,20 @@ def test_postgresql_down_mid_run_and_back(
     pg_proxy.resume()
     time.sleep(quick_retry + 0.1)  # past the skip window of the failed suppression check
     assert service.get("/readyz").status_code == 200
+    # The cards answered during the outage were never recorded: their feedback, retried
+    # now, is refused (404, naming each item) and nothing of it is stored.
     retried = service.post(PATIENT_VIEW + "/feedback", feedback(items))
-    assert retried.status_code == 200, retried.text
-    assert retried.json() == {"received": 3, "stored": 3, "alreadyStored": 0}
-    assert direct_sql("feedback") == 4
+    assert retried.status_code == 404, retried.text[:300]
+    assert [d["loc"] for d in retried.json()["details"]] == [
+        f"feedback[{n}].card" for n in range(3)
+    ]
+    assert direct_sql("feedback") == 1
+    late = service.post(
+        PATIENT_VIEW + "/feedback",
+        feedback([overridden(before["sedating-antihistamine"]["uuid"], None)]),
+    )
+    assert late.status_code == 200 and late.json()["stored"] == 1
+    assert direct_sql("feedback") == 2
 
     after = cards(service.post(PATIENT_VIEW, patient_view_body("after")))
     service.flush()
@@ -395,8 +407,7 @@ def test_postgresql_down_mid_run_and_back(
     again = cards(service.post(PATIENT_VIEW, patient_view_body("after")))
     assert set(again) == {"sedating-antihistamine"}
     assert runtime.feedback.suppression_failures == checks
-    # The card issued during the outage was never recorded: its override is stored (as
-    # about an unknown card) but cannot suppress anything.
+    # The card issued during the outage was never recorded: nothing can suppress it.
     assert direct_sql("issued_card", "card_uuid = :u", u=during["iron-below-target"]["uuid"]) == 0
     assert set(cards(service.post(PATIENT_VIEW, patient_view_body("during")))) == set(during)
 
@@ -420,12 +431,16 @@ def test_postgresql_down_at_start_up_and_back(
 
     pg_proxy.resume()
     time.sleep(quick_retry + 0.1)
-    stored = service.post(PATIENT_VIEW + "/feedback", feedback([item]))
-    assert stored.status_code == 200 and stored.json()["stored"] == 1
+    unrecorded = service.post(PATIENT_VIEW + "/feedback", feedback([item]))
+    assert unrecorded.status_code == 404  # its card was answered while the store was down
     after = cards(service.post(PATIENT_VIEW, patient_view_body("start")))
     service.flush()
     assert service.recorder.recorded == 1
     assert direct_sql("issued_card") == len(after) == 2
+    stored = service.post(
+        PATIENT_VIEW + "/feedback", feedback([accepted(after["iron-below-target"])])
+    )
+    assert stored.status_code == 200 and stored.json()["stored"] == 1
     assert direct_sql("feedback") == 1
     assert service.get("/readyz").status_code == 200
 
@@ -455,8 +470,10 @@ def test_postgresql_flapping_under_traffic(
             statuses.append(answer.status_code)
             if answer.status_code == 200:
                 acknowledged += answer.json()["stored"]
-            else:
-                assert_refused_503(answer, "store-unavailable")
+            else:  # the store is down, or its card is still being recorded: retry later
+                assert answer.status_code == 503, answer.text[:300]
+                assert answer.json()["error"] in {"store-unavailable", "cards-not-recorded-yet"}
+                assert answer.headers["Retry-After"].isdigit()
                 refused += 1
     pg_proxy.resume()
     service.flush()
@@ -465,7 +482,10 @@ def test_postgresql_flapping_under_traffic(
     assert direct_sql("feedback") == acknowledged
     time.sleep(quick_retry + 0.1)
     assert service.get("/readyz").status_code == 200
-    last = service.post(PATIENT_VIEW + "/feedback", feedback([overridden(str(uuid.uuid4()), None)]))
+    fresh = cards(service.post(PATIENT_VIEW, patient_view_body("flap-last")))
+    last = service.post(
+        PATIENT_VIEW + "/feedback", feedback([overridden(fresh["iron-below-target"]["uuid"], None)])
+    )
     assert last.status_code == 200 and last.json()["stored"] == 1
 
 
@@ -489,14 +509,16 @@ def jwt_app(tmp_path: Path, ehr: Client, proxy: Proxy, prefix: str) -> Flask:
         redis_url=f"redis://127.0.0.1:{proxy.port}/0",
         redis_prefix=prefix,
         log_level="CRITICAL",
+        public_base_url=PUBLIC,
     )
     return create_app(settings, clock=lambda: b.NOW)
 
 
 def replay_keys(prefix: str) -> int:
+    """Token records under the prefix (one sorted set per issuer)."""
     connection = redis.Redis(*REDIS)
     try:
-        return len(list(connection.scan_iter(match=f"{prefix}:jti:*")))
+        return sum(connection.zcard(key) for key in connection.scan_iter(match=f"{prefix}:jti:*"))
     finally:
         connection.close()
 
@@ -506,7 +528,7 @@ def test_redis_down_fails_closed_and_recovers(
     outage, tmp_path, ehr, stranger, redis_proxy, redis_prefix, serve
 ):
     service = serve(jwt_app(tmp_path, ehr, redis_proxy, redis_prefix))
-    url = service.base + PATIENT_VIEW
+    url = PUBLIC + PATIENT_VIEW
     body = b.hook_request()
 
     def call(token: str | None, path: str = PATIENT_VIEW, payload: Any = body):
@@ -529,7 +551,7 @@ def test_redis_down_fails_closed_and_recovers(
     assert call(token).status_code == 503  # not even an old one is let through unchecked
     # Invalid tokens are refused as before: 401, not 503.
     assert call(stranger.token(url)).status_code == 401
-    assert call(ehr.token(service.base + "/elsewhere")).status_code == 401
+    assert call(ehr.token(PUBLIC + "/elsewhere")).status_code == 401
     assert call("not-a-token").status_code == 401
     assert call(None).status_code == 401
     answer = call(ehr.token(url + "/feedback"), PATIENT_VIEW + "/feedback", feedback([]))
@@ -560,16 +582,15 @@ def test_a_token_accepted_before_an_outage_is_still_refused_after_it(
     """Replay protection outlives an outage of Redis and of the app's connections: the record
     is in Redis, not in the app; a second app on the same Redis refuses it too."""
     first = serve(jwt_app(tmp_path, ehr, redis_proxy, redis_prefix))
-    token = ehr.token(first.base + PATIENT_VIEW)
+    token = ehr.token(PUBLIC + PATIENT_VIEW)
     assert first.post(PATIENT_VIEW, b.hook_request(), token).status_code == 200
     redis_proxy.stop("refuse")
     redis_proxy.resume()
     assert first.post(PATIENT_VIEW, b.hook_request(), token).status_code == 401
     second = serve(jwt_app(tmp_path, ehr, redis_proxy, redis_prefix))
     moved = jwt.decode(token, options={"verify_signature": False})
-    assert moved["aud"] == first.base + PATIENT_VIEW
-    # The same jti, presented to another instance (its own URL as aud): refused there too.
-    again = ehr.token(second.base + PATIENT_VIEW)
+    # The same jti in a fresh token, presented to another instance: refused there too.
+    again = ehr.token(PUBLIC + PATIENT_VIEW)
     claims = jwt.decode(again, options={"verify_signature": False}) | {"jti": moved["jti"]}
     replayed = jwt.encode(claims, ehr.key, algorithm="ES384", headers={"kid": ehr.kid})
     assert second.post(PATIENT_VIEW, b.hook_request(), replayed).status_code == 401

@@ -261,7 +261,8 @@ class TestPrefetchUnavailable:
 
 class TestAuthentication:
     def test_without_demo_mode_hooks_need_a_bearer_token(self, tmp_path):
-        client = create_app(Settings(data_dir=tmp_path), clock=lambda: b.NOW).test_client()
+        settings = Settings(data_dir=tmp_path, public_base_url="http://localhost")
+        client = create_app(settings, clock=lambda: b.NOW).test_client()
         response = post_json(client, HOOK_URL, b.hook_request())
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -269,7 +270,8 @@ class TestAuthentication:
 
     def test_without_trusted_clients_every_token_is_refused(self, tmp_path):
         """Fail closed: until trusted clients can be configured nobody gets in."""
-        client = create_app(Settings(data_dir=tmp_path), clock=lambda: b.NOW).test_client()
+        settings = Settings(data_dir=tmp_path, public_base_url="http://localhost")
+        client = create_app(settings, clock=lambda: b.NOW).test_client()
         headers = {"Authorization": "Bearer eyJhbGciOi.fake.token"}
         response = post_json(client, HOOK_URL, b.hook_request(), headers=headers)
         assert response.status_code == 401

@@ -144,7 +144,7 @@ def test_dockerfile_command_serves_under_gunicorn_and_fails_closed(tmp_path):
     """The image's own command line, bound to loopback: healthy, and hooks need a trusted JWT."""
     command = dockerfile_command()
     assert command[:3] == ["rls-cds", "serve", "--prod"]
-    server, base = start_prod(command, tmp_path)
+    server, base = start_prod(command, tmp_path, RLS_CDS_PUBLIC_BASE_URL="https://cds.example.org")
     try:
         wait_until_healthy(base, server)
         body = b.hook_request()
@@ -157,6 +157,16 @@ def test_dockerfile_command_serves_under_gunicorn_and_fails_closed(tmp_path):
         output = server.communicate(timeout=30)[0]
     assert "no trusted CDS clients" in output
     assert "Using worker: gthread" in output
+
+
+def test_dockerfile_command_refuses_to_start_without_a_public_base_url(tmp_path):
+    """Outside demo mode the aud of a JWT is checked against RLS_CDS_PUBLIC_BASE_URL, never
+    against the caller's Host header: without it the service does not start (exit 2)."""
+    server, _ = start_prod(dockerfile_command(), tmp_path)
+    output = server.communicate(timeout=60)[0]
+    assert server.returncode == 2
+    assert "RLS_CDS_PUBLIC_BASE_URL must be set outside demo mode" in output
+    assert "Booting worker" not in output
 
 
 def scrape(base: str) -> str:

@@ -85,15 +85,15 @@ class TestConfigurationErrors:
             ("RLS_CDS_LOG_LEVEL", "LOUD", "RLS_CDS_LOG_LEVEL"),
             ("RLS_CDS_TRUSTED_CLIENTS", "/nonexistent/clients.json", "RLS_CDS_TRUSTED_CLIENTS"),
             ("DATABASE_URL", "postgresql://cds@127.0.0.1:1/cds", "RLS_CDS_PATIENT_KEY_SECRET"),
+            ("RLS_CDS_PUBLIC_BASE_URL", "", "RLS_CDS_PUBLIC_BASE_URL"),
         ],
     )
     def test_a_bad_setting_is_one_line_naming_it_and_exit_2(
         self, tmp_path, prod, variable, value, named
     ):
         args = ["serve", "--port", "1"] if variable != "RLS_CDS_PORT" else ["serve"]
-        result = rls_cds(*args, *(["--prod"] if prod else []), env=clean_env(tmp_path, **{
-            variable: value
-        }))  # fmt: skip
+        env = clean_env(tmp_path, RLS_CDS_PUBLIC_BASE_URL="https://cds.example.org")
+        result = rls_cds(*args, *(["--prod"] if prod else []), env={**env, variable: value})
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr

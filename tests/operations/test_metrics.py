@@ -112,7 +112,12 @@ class TestAuthFailureMetrics:
         clients = tmp_path / "clients.json"
         entry = {"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}
         clients.write_text(json.dumps([entry]))
-        settings = Settings(data_dir=tmp_path, trusted_clients=clients, redis_url=None)
+        settings = Settings(
+            data_dir=tmp_path,
+            trusted_clients=clients,
+            redis_url=None,
+            public_base_url="http://localhost",
+        )
         return create_app(settings, clock=lambda: b.NOW)
 
     @pytest.mark.parametrize(
@@ -133,10 +138,12 @@ class TestAuthFailureMetrics:
 
 def test_feedback_stored_counts_each_item_once(client):
     before = value(scrape(client), "rls_cds_feedback_stored_total")
+    answered = client.post(HOOK, json=b.hook_request())
+    client.application.extensions["rls_cds"].feedback.recorder.flush()
     item = {
-        "card": "0b7f3c7e-0000-4000-8000-000000000001",
+        "card": answered.get_json()["cards"][0]["uuid"],
         "outcome": "overridden",
-        "outcomeTimestamp": "2026-11-28T11:00:00Z",
+        "outcomeTimestamp": "2026-11-28T12:00:00Z",
     }
     for _ in range(2):  # the same item twice is stored, and counted, once
         response = client.post(f"{HOOK}/feedback", json={"feedback": [item]})

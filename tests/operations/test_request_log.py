@@ -97,7 +97,12 @@ def secured(tmp_path):
     clients = tmp_path / "clients.json"
     entry = {"iss": "https://ehr.example.org", "jwks_url": "https://ehr.example.org/jwks"}
     clients.write_text(json.dumps([entry]))
-    settings = Settings(data_dir=tmp_path, trusted_clients=clients, redis_url=None)
+    settings = Settings(
+        data_dir=tmp_path,
+        trusted_clients=clients,
+        redis_url=None,
+        public_base_url="http://localhost",
+    )
     return create_app(settings, clock=lambda: b.NOW).test_client()
 
 

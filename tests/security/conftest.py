@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import jwt
 import pytest
 import redis
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from flask import Flask
@@ -29,6 +31,7 @@ from cds_service.app import create_app
 from cds_service.auth.devkeys import public_jwk
 from cds_service.settings import Settings
 from tests import builders as b
+from tests.live import serving
 
 ISS = "https://ehr.example.org/oauth"
 FHIR = "https://ehr.example.org/fhir/R4"
@@ -142,7 +145,12 @@ def make_app(tmp_path: Path, ehr_entry) -> AppFactory:
     def build(clients: list[dict[str, Any]] | None = None, **settings: Any) -> Flask:
         path = tmp_path / f"trusted-clients-{uuid.uuid4().hex[:8]}.json"
         path.write_text(json.dumps(clients if clients is not None else [ehr_entry]), "utf-8")
-        values: dict[str, Any] = {"data_dir": tmp_path, "redis_url": None, "demo": False}
+        values: dict[str, Any] = {
+            "data_dir": tmp_path,
+            "redis_url": None,
+            "demo": False,
+            "public_base_url": LOCAL,
+        }
         config = Settings(trusted_clients=path, **(values | settings))
         return create_app(config, clock=lambda: b.NOW)
 
@@ -152,6 +160,61 @@ def make_app(tmp_path: Path, ehr_entry) -> AppFactory:
 @pytest.fixture
 def client(make_app: AppFactory) -> FlaskClient:
     return make_app().test_client()
+
+
+@dataclass
+class Live:
+    """An app served over a real loopback socket, and an HTTP session to call it."""
+
+    app: Flask
+    base: str
+    http: requests.Session
+
+    def post(
+        self,
+        path: str,
+        body: Any,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return self.http.post(self.base + path, data=data, headers=sent, timeout=60)
+
+    def get(
+        self, path: str, token: str | None = None, headers: dict[str, str] | None = None
+    ) -> requests.Response:
+        sent = dict(headers or {})
+        if token is not None:
+            sent["Authorization"] = f"Bearer {token}"
+        return self.http.get(self.base + path, headers=sent, timeout=60)
+
+    def hook(self, token: str | None, body: dict[str, Any] | None = None) -> requests.Response:
+        return self.post(HOOK_PATH, body if body is not None else b.hook_request(), token)
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Flask], Live]]:
+    """Serve apps over HTTP for the test (each on its own port); all stopped after it."""
+    with ExitStack() as stack:
+        http = stack.enter_context(requests.Session())
+
+        def start(app: Flask) -> Live:
+            return Live(app, stack.enter_context(serving(app)), http)
+
+        yield start
+
+
+@pytest.fixture
+def live(make_app: AppFactory, serve: Callable[[Flask], Live]) -> Callable[..., Live]:
+    """`live(clients, **settings)`: make_app's app, served over HTTP."""
+
+    def start(clients: list[dict[str, Any]] | None = None, **settings: Any) -> Live:
+        return serve(make_app(clients, **settings))
+
+    return start
 
 
 def post_hook(

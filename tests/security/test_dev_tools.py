@@ -11,7 +11,7 @@ from cds_service import cli
 from cds_service.app import create_app
 from cds_service.settings import Settings
 from tests import builders as b
-from tests.security.conftest import HOOK_URL, post_hook
+from tests.security.conftest import HOOK_URL, LOCAL, post_hook
 
 ISS = "https://my-ehr.example/dev"
 
@@ -44,11 +44,12 @@ class TestDevKeys:
 class TestDevToken:
     def test_token_is_accepted_by_a_service_trusting_the_dev_keys(self, tmp_path, capsys):
         out = dev_keys(tmp_path, capsys)
+        clients = out / "trusted-clients.json"
+        settings = Settings(data_dir=tmp_path, trusted_clients=clients, public_base_url=LOCAL)
+        client = create_app(settings, clock=lambda: b.NOW).test_client()
         token = dev_token(
             capsys, "--key", str(out / "private-key.pem"), "--iss", ISS, "--aud", HOOK_URL
         )
-        settings = Settings(data_dir=tmp_path, trusted_clients=out / "trusted-clients.json")
-        client = create_app(settings, clock=lambda: b.NOW).test_client()
         assert post_hook(client, token).status_code == 200
         assert post_hook(client, token).status_code == 401  # jti is random and used up
 

@@ -93,7 +93,7 @@ class TestJku:
         entry = {
             "iss": ISS,
             "jwks": {"keys": [rs384.jwk()]},
-            "jku_allowlist": ["https://ehr.example.org/oauth/keys"],
+            "jku_allowlist": [JKU],
             "fhir_servers": [FHIR],
         }
         client = make_app([entry]).test_client()
@@ -110,13 +110,14 @@ class TestJku:
             "https://ehr.example.org/oauth/keysX.json",
             "http://ehr.example.org/oauth/keys/x.json",
             "https://user@ehr.example.org/oauth/keys/x.json",
+            "https://ehr.example.org/oauth/keys/other.json",  # under the same path: not exact
         ],
     )
     def test_look_alike_jku_is_refused_without_a_request(self, make_app, es384, jku):
         entry = {
             "iss": ISS,
             "jwks": {"keys": [es384.jwk()]},
-            "jku_allowlist": ["https://ehr.example.org/oauth/keys"],
+            "jku_allowlist": [JKU],
         }
         client = make_app([entry]).test_client()
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
@@ -148,38 +149,39 @@ class Clock:
 
 class TestJwksCache:
     def _cache(self, server: FakeKeyServer, clock: Clock) -> JwksCache:
-        return JwksCache(server, ttl_s=300, refetch_interval_s=30, clock=clock)
+        sources = {ISS: [JWKS_URL, JKU]}
+        return JwksCache(server, sources, ttl_s=300, refetch_interval_s=30, clock=clock)
 
     def test_the_set_is_refetched_after_its_ttl(self, es384):
         server, clock = FakeKeyServer({"keys": [es384.jwk()]}), Clock()
         cache = self._cache(server, clock)
-        assert cache.key(JWKS_URL, es384.kid) is not None
+        assert cache.key(ISS, JWKS_URL, es384.kid) is not None
         clock.now += 299
-        cache.key(JWKS_URL, es384.kid)
+        cache.key(ISS, JWKS_URL, es384.kid)
         assert server.calls == 1
         clock.now += 1
-        cache.key(JWKS_URL, es384.kid)
+        cache.key(ISS, JWKS_URL, es384.kid)
         assert server.calls == 2
 
     def test_unknown_kid_refetches_at_most_once_per_interval(self, es384):
         server, clock = FakeKeyServer({"keys": [es384.jwk()]}), Clock()
         cache = self._cache(server, clock)
-        cache.key(JWKS_URL, es384.kid)
+        cache.key(ISS, JWKS_URL, es384.kid)
         clock.now += 30
-        assert cache.key(JWKS_URL, "new") is None
-        assert cache.key(JWKS_URL, "newer") is None
+        assert cache.key(ISS, JWKS_URL, "new") is None
+        assert cache.key(ISS, JWKS_URL, "newer") is None
         assert server.calls == 2
         clock.now += 30
-        assert cache.key(JWKS_URL, "newest") is None
+        assert cache.key(ISS, JWKS_URL, "newest") is None
         assert server.calls == 3
 
     def test_a_failed_refetch_keeps_the_old_set(self, es384):
         server, clock = FakeKeyServer({"keys": [es384.jwk()]}, KeysUnavailable("down")), Clock()
         cache = self._cache(server, clock)
-        cache.key(JWKS_URL, es384.kid)
+        cache.key(ISS, JWKS_URL, es384.kid)
         clock.now += 301
-        assert cache.key(JWKS_URL, es384.kid) is not None
-        assert cache.key(JWKS_URL, es384.kid) is not None
+        assert cache.key(ISS, JWKS_URL, es384.kid) is not None
+        assert cache.key(ISS, JWKS_URL, es384.kid) is not None
         assert server.calls == 2
 
     def test_a_failing_first_fetch_is_not_retried_within_the_interval(self):
@@ -187,11 +189,42 @@ class TestJwksCache:
         cache = self._cache(server, clock)
         for _ in range(3):
             with pytest.raises(KeysUnavailable):
-                cache.key(JWKS_URL, "k")
+                cache.key(ISS, JWKS_URL, "k")
         assert server.calls == 1
         clock.now += 30
         with pytest.raises(KeysUnavailable):
-            cache.key(JWKS_URL, "k")
+            cache.key(ISS, JWKS_URL, "k")
+        assert server.calls == 2
+
+    def test_refetches_are_counted_per_issuer_whatever_the_url(self, es384):
+        """Issue 16, point 5: the interval holds for the issuer, not for each URL."""
+        server, clock = FakeKeyServer({"keys": [es384.jwk()]}), Clock()
+        cache = self._cache(server, clock)
+        cache.key(ISS, JWKS_URL, es384.kid)
+        cache.key(ISS, JKU, es384.kid)  # the first fetch of a configured URL
+        assert server.calls == 2
+        clock.now += 30
+        for n in range(20):
+            assert cache.key(ISS, (JWKS_URL, JKU)[n % 2], f"made-up-{n}") is None
+        assert server.calls == 3  # one refetch in the interval, for either URL
+
+    def test_a_url_not_configured_for_the_issuer_is_never_fetched(self, es384):
+        server, clock = FakeKeyServer({"keys": [es384.jwk()]}), Clock()
+        cache = self._cache(server, clock)
+        for url in (JWKS_URL + "?n=1", "https://attacker.example/jwks.json", JKU + "/"):
+            with pytest.raises(KeysUnavailable):
+                cache.key(ISS, url, es384.kid)
+        with pytest.raises(KeysUnavailable):
+            cache.key("https://other.example", JWKS_URL, es384.kid)
+        assert server.calls == 0
+
+    def test_one_issuers_refetches_do_not_hold_up_another(self, es384):
+        server, clock = FakeKeyServer({"keys": [es384.jwk()]}), Clock()
+        other = "https://other.example"
+        cache = JwksCache(server, {ISS: [JWKS_URL], other: [JKU]}, 300, 30, clock=clock)
+        cache.key(ISS, JWKS_URL, es384.kid)
+        cache.key(ISS, JWKS_URL, "made-up")
+        assert cache.key(other, JKU, es384.kid) is not None
         assert server.calls == 2
 
 

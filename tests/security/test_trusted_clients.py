@@ -10,7 +10,7 @@ from cds_service import cli
 from cds_service.app import create_app
 from cds_service.auth.clients import TrustedClientsInvalid, parse_trusted_clients
 from cds_service.settings import Settings
-from tests.security.conftest import FHIR, ISS, post_hook
+from tests.security.conftest import FHIR, ISS, LOCAL, post_hook
 
 URL = "https://ehr.example.org/jwks.json"
 
@@ -81,24 +81,26 @@ class TestStartUp:
         path = tmp_path / "clients.json"
         path.write_text("[{", "utf-8")
         with pytest.raises(TrustedClientsInvalid, match="not valid JSON"):
-            create_app(Settings(data_dir=tmp_path, trusted_clients=path))
+            create_app(Settings(data_dir=tmp_path, trusted_clients=path, public_base_url=LOCAL))
 
     def test_app_refuses_to_start_with_a_missing_file(self, tmp_path):
         with pytest.raises(TrustedClientsInvalid, match="cannot be read"):
-            create_app(Settings(data_dir=tmp_path, trusted_clients=tmp_path / "nope.json"))
+            missing = tmp_path / "nope.json"
+            create_app(Settings(data_dir=tmp_path, trusted_clients=missing, public_base_url=LOCAL))
 
     def test_serve_prints_the_problem_and_exits_2(self, tmp_path, monkeypatch, capsys):
         path = tmp_path / "clients.json"
         path.write_text(json.dumps([{"iss": ISS}]), "utf-8")
         monkeypatch.setenv("RLS_CDS_TRUSTED_CLIENTS", str(path))
         monkeypatch.setenv("RLS_CDS_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("RLS_CDS_PUBLIC_BASE_URL", LOCAL)
         assert cli.main(["serve", "--port", "1"]) == 2
         error = capsys.readouterr().err
         assert "RLS_CDS_TRUSTED_CLIENTS" in error
         assert "exactly one of jwks_url or jwks" in error
 
     def test_production_default_without_a_file_refuses_every_call(self, tmp_path, es384):
-        client = create_app(Settings(data_dir=tmp_path)).test_client()
+        client = create_app(Settings(data_dir=tmp_path, public_base_url=LOCAL)).test_client()
         response = post_hook(client, es384.token())
         assert response.status_code == 401
 

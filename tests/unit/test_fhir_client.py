@@ -11,7 +11,7 @@ from responses import matchers
 
 from cds_service.fhir.client import FhirClient, RequestLog, new_session
 from cds_service.fhir.errors import FhirMalformed, FhirRefused, FhirUnavailable, FhirUnreachable
-from cds_service.fhir.guard import is_allowed
+from cds_service.outbound import AllowList
 
 BASE = "https://ehr.example/fhir"
 TOKEN = "tok-secret-123"
@@ -22,7 +22,7 @@ def client(max_pages: int = 10) -> FhirClient:
         new_session(4),
         connect_timeout=1.0,
         max_pages=max_pages,
-        allowed=lambda url: is_allowed(url, (BASE,)),
+        allowed=AllowList.of([BASE]),
     )
 
 
@@ -113,7 +113,7 @@ def test_a_next_link_to_another_allowed_server_is_not_followed():
     """Another trusted client's server is on the deployment's list, but this call's token
     was lent for the server the EHR named: paging never carries it elsewhere."""
     other = "https://other-ehr.example/fhir"
-    wide = FhirClient(new_session(4), 1.0, 10, allowed=lambda url: is_allowed(url, (BASE, other)))
+    wide = FhirClient(new_session(4), 1.0, 10, allowed=AllowList.of([BASE, other]))
     responses.get(f"{BASE}/Observation?x=1", json=page(1, f"{other}/Observation?page=2"))
     fetched = wide.get(BASE, "Observation?x=1", TOKEN, time.monotonic() + 2, [])
     assert fetched.truncated and len(responses.calls) == 1

@@ -12,6 +12,7 @@ from responses import matchers
 from cds_service.fhir.client import FhirClient, new_session
 from cds_service.fhir.errors import FhirRefused, FhirUnavailable
 from cds_service.fhir.gather import gather
+from cds_service.outbound import AllowList
 
 BASE = "https://ehr.example/fhir"
 KEYS = {f"k{i}": f"Observation?k={i}" for i in range(5)}
@@ -20,7 +21,7 @@ EMPTY = {"resourceType": "Bundle", "type": "searchset"}
 
 def run(urls=KEYS, seconds: float = 2.0):
     """Gather on a fresh pool; the pool is not waited for (a stuck request may outlive it)."""
-    client = FhirClient(new_session(8), 1.0, 10, allowed=lambda url: True)
+    client = FhirClient(new_session(8), 1.0, 10, allowed=AllowList.of([BASE]))
     executor = ThreadPoolExecutor(8)
     try:
         return gather(client, executor, BASE, "t", urls, time.monotonic() + seconds)

@@ -23,6 +23,7 @@ from cds_service.errors import RequestInvalid
 from cds_service.evaluation import Evaluator, FhirAccess
 from cds_service.fhir.client import FhirClient
 from cds_service.hooks.services import ORDER_SELECT, ORDER_SIGN, build_services
+from cds_service.outbound import AllowList
 from tests import builders as b
 from tests.builders import KNOWLEDGE, SNOMED
 
@@ -42,9 +43,9 @@ EVALUATOR = Evaluator(
     build_services(KNOWLEDGE.value_sets),
     lambda: b.NOW,
     FhirAccess(
-        FhirClient(requests.Session(), 1.0, 1, allowed=lambda url: False),
+        FhirClient(requests.Session(), 1.0, 1, allowed=AllowList()),
         ThreadPoolExecutor(1),
-        (),
+        AllowList(),
         2.0,
     ),
 )
