@@ -1,26 +1,22 @@
-"""The small markdown subset of card details, rendered to HTML for the demo page, safely.
+"""Card details rendered to HTML for the demo page as an EHR would render them, safely.
 
-Everything is HTML-escaped first; only then are the few constructs cards use turned into
-tags that this module writes itself: paragraphs, ``- `` lists, ``**strong**``, ``*em*`` /
-``_em_``, ```code``` and ``[label](http(s) URL)`` links. Backslash escapes (which
-``cards.escape_markdown`` adds to patient text) show the character literally. No text from a
-card or a patient record can therefore reach the page as markup, and a link can only be
-http(s) (never ``javascript:``).
+CDS Hooks card details are CommonMark. They are rendered by markdown-it-py (CommonMark, as EHR
+card viewers do: ordered lists, headings and quotes included) with raw HTML off, so markup in a
+card or a patient record is shown as text, never as tags; images off, so card text makes the
+browser fetch nothing; and links only to http(s) URLs, opened in a new tab without an opener.
+A link to any other scheme (``javascript:``, ``data:``) stays literal text.
 """
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
-from markupsafe import Markup, escape
+from markdown_it import MarkdownIt
+from markdown_it.renderer import RendererHTML
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
+from markupsafe import Markup
 
-_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")  # a backslash before ASCII punctuation
-_PLACEHOLDER = re.compile("\x00(\\d+)\x00")
-_CODE = re.compile(r"`([^`]+)`")
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-_STRONG = re.compile(r"\*\*(.+?)\*\*")
-_EM = re.compile(r"(?<![\w*])([*_])(?!\s)(.+?)(?<!\s)\1(?![\w*])")
-_LIST_ITEM = re.compile(r"^\s*[-*]\s+(.*)$")
 SAFE_SCHEMES = ("http://", "https://")
 
 
@@ -30,68 +26,40 @@ def safe_url(url: object) -> str:
     return text if text.lower().startswith(SAFE_SCHEMES) else "#"
 
 
+def _http_only(url: str) -> bool:
+    return safe_url(url) != "#"
+
+
+def _unlink_unsafe(state: StateCore) -> None:
+    """A link whose destination validateLink never saw (``[x]()``) keeps only its label."""
+    for block in state.tokens:
+        if not block.children:
+            continue
+        keep: list[Token] = []
+        dropping = False
+        for token in block.children:
+            if token.type == "link_open" and not _http_only(str(token.attrGet("href") or "")):
+                dropping = True
+            elif token.type == "link_close" and dropping:
+                dropping = False
+            else:
+                keep.append(token)
+        block.children = keep
+
+
+def _link_open(self: RendererHTML, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
+    """Every link opens in a new tab, without access to this page."""
+    tokens[idx].attrSet("target", "_blank")
+    tokens[idx].attrSet("rel", "noopener noreferrer")
+    return self.renderToken(tokens, idx, options, env)
+
+
+_MD = MarkdownIt("commonmark", {"html": False}).disable("image")
+_MD.validateLink = _http_only  # type: ignore[method-assign]
+_MD.core.ruler.push("unlink_unsafe", _unlink_unsafe)
+_MD.add_render_rule("link_open", _link_open)
+
+
 def render(text: str | None) -> Markup:
-    """Card markdown as HTML in which only this module's own tags are markup."""
-    blocks = re.split(r"\n\s*\n", (text or "").replace("\r\n", "\n").replace("\x00", ""))
-    return Markup("\n").join(_block(block) for block in blocks if block.strip())
-
-
-def _block(block: str) -> Markup:
-    """A paragraph, a list, or paragraphs and lists in the order their lines come."""
-    parts: list[Markup] = []
-    para: list[str] = []
-    items: list[str] = []
-    for line in block.split("\n"):
-        item = _LIST_ITEM.match(line)
-        if item and not line.lstrip().startswith("**"):
-            if para:
-                parts.append(_paragraph(para))
-                para = []
-            items.append(item.group(1))
-        elif line.strip():
-            if items:
-                parts.append(_list(items))
-                items = []
-            para.append(line.strip())
-    if para:
-        parts.append(_paragraph(para))
-    if items:
-        parts.append(_list(items))
-    return Markup("\n").join(parts)
-
-
-def _paragraph(lines: list[str]) -> Markup:
-    return Markup("<p>{}</p>").format(Markup("<br>\n").join(inline(line) for line in lines))
-
-
-def _list(items: list[str]) -> Markup:
-    rendered = Markup("").join(Markup("<li>{}</li>").format(inline(item)) for item in items)
-    return Markup("<ul>{}</ul>").format(rendered)
-
-
-def inline(text: str) -> Markup:
-    """One line: escape everything, then add the tags for code, links, strong and em."""
-    held: list[str] = []  # finished HTML fragments, out of reach of the later patterns
-
-    def hold(fragment: str) -> str:
-        held.append(fragment)
-        return f"\x00{len(held) - 1}\x00"
-
-    html = str(escape(_ESCAPED.sub(lambda m: hold(str(escape(m.group(1)))), text)))
-    html = _CODE.sub(lambda m: hold(f"<code>{m.group(1)}</code>"), html)
-    html = _LINK.sub(lambda m: hold(_link(m.group(1), m.group(2))), html)
-    html = _emphasis(html)
-    while _PLACEHOLDER.search(html):  # a link label may hold an escaped character
-        html = _PLACEHOLDER.sub(lambda m: held[int(m.group(1))], html)
-    return Markup(html)
-
-
-def _emphasis(html: str) -> str:
-    return _EM.sub(r"<em>\2</em>", _STRONG.sub(r"<strong>\1</strong>", html))
-
-
-def _link(label: str, url: str) -> str:
-    """A link to an http(s) URL (already escaped, so safe in the attribute), else its label."""
-    if safe_url(url) == "#":
-        return _emphasis(label)
-    return f'<a href="{url}" target="_blank" rel="noopener noreferrer">{_emphasis(label)}</a>'
+    """Card markdown as HTML in which only the renderer's own tags are markup."""
+    return Markup(_MD.render((text or "").replace("\x00", "")).strip())

@@ -1,4 +1,4 @@
-"""The card-markdown renderer of the demo page: escape first, then only its own tags."""
+"""The card-markdown renderer of the demo page: CommonMark as an EHR renders it, never markup."""
 
 from __future__ import annotations
 
@@ -16,10 +16,30 @@ class TestMarkdown:
         assert html == (
             "<p>One <strong>two</strong> <em>three</em></p>\n"
             "<p><strong>Data used</strong></p>\n"
-            "<ul><li>a</li><li>b</li></ul>\n"
+            "<ul>\n<li>a</li>\n<li>b</li>\n</ul>\n"
             '<p><a href="https://x.org/a?b=1&amp;c=2" target="_blank" '
             'rel="noopener noreferrer">AASM</a></p>'
         )
+
+    def test_a_javascript_link_stays_the_literal_text(self):
+        """The old renderer cut it to 'x)'; an EHR shows what the text says."""
+        assert render("[x](javascript:alert(1))") == "<p>[x](javascript:alert(1))</p>"
+
+    @pytest.mark.parametrize(
+        ("text", "tags"),
+        [
+            ("1. one\n2. two", ["<ol>", "<li>one</li>", "<li>two</li>"]),
+            ("## Dosing", ["<h2>Dosing</h2>"]),
+            ("> quoted", ["<blockquote>", "<p>quoted</p>"]),
+            ("a line\nwrapped", ["<p>a line\nwrapped</p>"]),
+        ],
+    )
+    def test_commonmark_blocks_render_as_in_an_ehr(self, text: str, tags: list[str]):
+        html = str(render(text))
+        assert all(tag in html for tag in tags), html
+
+    def test_an_image_is_never_fetched(self):
+        assert "<img" not in str(render("![pixel](https://tracker.example/p.png)"))
 
     @pytest.mark.parametrize(
         "text",
@@ -46,5 +66,6 @@ class TestMarkdown:
         patient = "Lumbar *radiculopathy* [L5](javascript:x) <i>"
         html = str(render(f"- Problem list: {escape_markdown(patient)}"))
         assert html == (
-            "<ul><li>Problem list: Lumbar *radiculopathy* [L5](javascript:x) &lt;i&gt;</li></ul>"
+            "<ul>\n<li>Problem list: Lumbar *radiculopathy* [L5](javascript:x) &lt;i&gt;</li>\n"
+            "</ul>"
         )
