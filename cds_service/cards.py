@@ -55,23 +55,30 @@ class CardRenderer:
         self._cards = knowledge.cards
         self._notes = knowledge.notes
         self._new_id = new_id
-        self._validated: dict[int, bytes] = {}
+        # Keyed by where the action is written (topic, suggestion, position), not by the
+        # object's id(), which a rebuilt knowledge object could reuse for another action.
+        self._validated: dict[tuple[str, str, int], bytes] = {}
         probe = datetime(2026, 1, 1, tzinfo=UTC)
         for card in self._cards.values():
             for key, suggestion in card.suggestions.items():
-                for action in suggestion.actions:
+                for position, action in enumerate(suggestion.actions):
                     if action.type != "create":
                         continue
                     try:
                         resource = build_resource(action, "-", probe)
-                        self._validated[id(action)] = orjson.dumps(resource)
+                        self._validated[card.topic, key, position] = orjson.dumps(resource)
                     except SuggestionError as exc:
                         raise KnowledgeError(f"{card.topic}.toml suggestion {key}: {exc}") from exc
 
     def _created(
-        self, action: ActionDef, text: Callable[[str], str], patient_id: str, now: datetime
+        self,
+        where: tuple[str, str, int],
+        action: ActionDef,
+        text: Callable[[str], str],
+        patient_id: str,
+        now: datetime,
     ) -> dict[str, Any]:
-        resource = orjson.loads(self._validated[id(action)])  # a fresh copy, 10x a deepcopy
+        resource = orjson.loads(self._validated[where])  # a fresh copy, 10x a deepcopy
         resource["subject"] = {"reference": f"Patient/{patient_id}"}
         resource["authoredOn"] = now.isoformat(timespec="seconds").replace("+00:00", "Z")
         if action.dosage_text and template_fields(action.dosage_text):
@@ -199,13 +206,14 @@ class CardRenderer:
         """The actions of one suggestion: resources it creates, orders it deletes or updates."""
         suggestion = definition.suggestions[key]
         actions: list[dict[str, Any]] = []
-        for action in suggestion.actions:
+        for position, action in enumerate(suggestion.actions):
             if action.type == "create":
+                where = (definition.topic, key, position)
                 actions.append(
                     {
                         "type": "create",
                         "description": text(action.description),
-                        "resource": self._created(action, text, patient_id, now),
+                        "resource": self._created(where, action, text, patient_id, now),
                     }
                 )
                 continue
