@@ -6,7 +6,6 @@ Under gunicorn: ``gunicorn 'cds_service.app:create_app()'`` (settings from the e
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -27,7 +26,7 @@ from cds_service.api import (
 )
 from cds_service.api import feedback as feedback_api
 from cds_service.auth import build_security
-from cds_service.clinical.budget import CpuClock
+from cds_service.clinical.budget import CpuClock, call_cpu_time
 from cds_service.evaluation import Clock, DomainBudget, Evaluator, FhirAccess
 from cds_service.feedback import build_feedback
 from cds_service.fhir.client import FhirClient, new_session
@@ -90,7 +89,7 @@ def _utc_now() -> datetime:
 def create_app(
     settings: Settings | None = None,
     clock: Clock = _utc_now,
-    cpu_clock: CpuClock = time.thread_time,
+    cpu_clock: CpuClock = call_cpu_time,
 ) -> Flask:
     """Build the app: load and check the knowledge base, wire the adapters, register routes.
 

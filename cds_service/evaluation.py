@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from cds_service.auth.model import Client, PatientScope
 from cds_service.cards import CardRenderer
-from cds_service.clinical.budget import Budget, CpuClock
+from cds_service.clinical.budget import Budget, CpuClock, call_cpu_time
 from cds_service.clinical.engine import Engine, OrderHook
 from cds_service.clinical.findings import Finding
 from cds_service.clinical.medications import read_drafts
@@ -79,7 +79,7 @@ class DomainBudget:
     """The CPU seconds (of `clock`) each call may spend reading its patient's data."""
 
     seconds: float
-    clock: CpuClock = time.thread_time
+    clock: CpuClock = call_cpu_time
 
     def start(self) -> Budget:
         return Budget(self.seconds, self.clock)
