@@ -223,12 +223,32 @@ def fhir_host() -> Iterator[StubHost]:
         yield host
 
 
-@pytest.fixture
-def foreign(live, sandbox, fhir_host, other_entry) -> tuple[Any, str]:
-    """The sandbox client (bound to the r4 server) and a FHIR server it may not name, which
-    another trusted client may: the deployment would connect to it for that client."""
+@pytest.fixture(params=["another client's", "on no list"])
+def foreign(request, live, sandbox, fhir_host, other_entry) -> tuple[Any, str]:
+    """The sandbox client (bound to the r4 server) and a FHIR server it may not name: one
+    another trusted client may name (the deployment would connect to it for that client),
+    or the sandbox's default r2 server, on no list at all."""
     other = {**other_entry, "fhir_servers": [fhir_host.base + "/fhir"]}
-    return live([inline_entry(sandbox), other]), fhir_host.base + "/fhir"
+    server = fhir_host.base + "/fhir" if request.param == "another client's" else SANDBOX_R2
+    return live([inline_entry(sandbox), other]), server
+
+
+def referencing_medication(server: str) -> dict[str, Any]:
+    """A complete prefetch but for the Medication an active MedicationRequest references."""
+    order = b.medication_request(text="x")
+    del order["medicationCodeableConcept"]
+    order["medicationReference"] = {"reference": "Medication/med-1"}
+    body = low_ferritin(server)
+    body["prefetch"] = b.prefetch(b.rls(), b.kidney_ok(), order)
+    return body
+
+
+def assert_bound_400(response: Any, server: str) -> None:
+    assert response.status_code == 400, response.text[:300]
+    body = response.json()
+    assert body["message"] == "fhirServer is not one of the FHIR servers this client may name"
+    assert [d["loc"] for d in body["details"]] == ["fhirServer"]
+    assert FHIR_TOKEN not in response.text and server not in response.text
 
 
 class TestFhirServerBinding:
@@ -240,12 +260,12 @@ class TestFhirServerBinding:
         assert response.status_code == 200, response.text[:300]
         assert topics(response) == ["iron-below-target"]
         assert fhir_host.connections == 0
+        assert off_loopback(lookups) == []
         assert FHIR_TOKEN not in response.text
 
-    def test_the_sandbox_default_r2_server_with_a_complete_prefetch_is_answered_offline(
-        self, live, sandbox, lookups
-    ):
-        """The sandbox as shipped: its default fhirServer, a client bound to r4 only."""
+    def test_the_sandbox_as_shipped_is_answered_offline(self, live, sandbox, lookups):
+        """Points 1 and 2 together: the sandbox's own token (jku and all) and its default
+        fhirServer (r2), a client with the key inline and bound to r4 only."""
         service = live([inline_entry(sandbox, fhir=SANDBOX_R4)])
         response = service.hook(sandbox_token(sandbox), low_ferritin(SANDBOX_R2))
         assert response.status_code == 200, response.text[:300]
@@ -254,40 +274,52 @@ class TestFhirServerBinding:
 
     @pytest.mark.parametrize("key", ["labs", "weight"])
     def test_a_prefetch_key_to_fetch_from_a_foreign_fhir_server_is_400_without_connecting(
-        self, foreign, sandbox, fhir_host, key
+        self, foreign, sandbox, fhir_host, lookups, key
     ):
         """Any key left out is a fetch, an optional one (weight) too: the binding holds."""
         service, server = foreign
         body = low_ferritin(server)
         del body["prefetch"][key]
-        response = service.hook(bare_token(sandbox), body)
-        assert response.status_code == 400, response.text[:300]
-        assert [d["loc"] for d in response.json()["details"]] == ["fhirServer"]
+        assert_bound_400(service.hook(bare_token(sandbox), body), server)
         assert fhir_host.connections == 0
-        assert FHIR_TOKEN not in response.text and server not in response.text
+        assert off_loopback(lookups) == []
 
     def test_a_medication_to_read_from_a_foreign_fhir_server_is_400_without_connecting(
-        self, foreign, sandbox, fhir_host
+        self, foreign, sandbox, fhir_host, lookups
     ):
         service, server = foreign
-        order = b.medication_request(text="x")
-        del order["medicationCodeableConcept"]
-        order["medicationReference"] = {"reference": "Medication/med-1"}
-        body = low_ferritin(server)
-        body["prefetch"] = b.prefetch(b.rls(), b.kidney_ok(), order)
-        response = service.hook(bare_token(sandbox), body)
-        assert response.status_code == 400, response.text[:300]
-        assert [d["loc"] for d in response.json()["details"]] == ["fhirServer"]
+        response = service.hook(bare_token(sandbox), referencing_medication(server))
+        assert_bound_400(response, server)
         assert fhir_host.connections == 0
+        assert off_loopback(lookups) == []
 
-    def test_the_clients_own_server_is_still_queried_when_a_fetch_is_needed(
-        self, live, sandbox, fhir_host
-    ):
-        service = live([inline_entry(sandbox, fhir=fhir_host.base + "/fhir")])
-        body = low_ferritin(fhir_host.base + "/fhir")
+
+class TestTheClientsOwnServer:
+    """The same calls at a server the client may name: the fetches the 400s above prevent."""
+
+    @pytest.fixture
+    def own(self, live, sandbox, fhir_host) -> tuple[Any, str]:
+        return live(
+            [inline_entry(sandbox, fhir=fhir_host.base + "/fhir")]
+        ), fhir_host.base + "/fhir"
+
+    def test_a_left_out_key_is_fetched_with_the_lent_token(self, own, sandbox, fhir_host):
+        service, server = own
+        body = low_ferritin(server)
         del body["prefetch"]["labs"]
         response = service.hook(bare_token(sandbox), body)
         assert response.status_code == 200, response.text[:300]
         (seen,) = fhir_host.seen
         assert seen.path.startswith("/fhir/Observation?")
         assert seen.headers["Authorization"] == f"Bearer {FHIR_TOKEN}"
+
+    def test_a_referenced_medication_is_read(self, own, sandbox, fhir_host):
+        service, server = own
+        response = service.hook(bare_token(sandbox), referencing_medication(server))
+        assert response.status_code == 200, response.text[:300]
+        assert fhir_host.paths() == ["/fhir/Medication?_id=med-1"]
+
+    def test_a_complete_prefetch_makes_no_connection_either(self, own, sandbox, fhir_host):
+        service, server = own
+        assert service.hook(bare_token(sandbox), low_ferritin(server)).status_code == 200
+        assert fhir_host.connections == 0
