@@ -171,7 +171,8 @@ class JwtAuthenticator:
         configured that way may still send a `jku` (the CDS Hooks Sandbox always does).
         Only the configured keys can then verify the token."""
         jku = header.get("jku")
-        ignored = jku is not None and not (isinstance(jku, str) and jku in client.jku_allowlist)
+        listed = jku if isinstance(jku, str) and jku in client.jku_allowlist else None
+        ignored = jku is not None and listed is None
         if ignored:
             log.debug(
                 "the token's jku is not on the client's allow-list: ignored, the client's "
@@ -179,8 +180,8 @@ class JwtAuthenticator:
                 extra={"iss": client.iss},
             )
         try:
-            if jku is not None and not ignored:
-                key = self._jwks.key(client.iss, jku, kid)
+            if listed is not None:
+                key = self._jwks.key(client.iss, listed, kid)
             elif client.jwks_url is not None:
                 key = self._jwks.key(client.iss, client.jwks_url, kid)
             else:

@@ -17,10 +17,13 @@ attempted" is seen, not assumed, and the stub hosts count every connection they 
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -39,6 +42,18 @@ SANDBOX_R4 = "https://launch.smarthealthit.org/v/r4/fhir"
 OFF_LOOPBACK = ("sandbox.cds-hooks.org", "launch.smarthealthit.org")
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 FHIR_TOKEN = "zz-lent-fhir-token-19"
+#: The public key the sandbox publishes at SANDBOX_JKU (its repository, cds-hooks/sandbox:
+#: .well-known/jwks.json); its private half is in that repository too, so it is not used here.
+SANDBOX_PUBLISHED_JWK = {
+    "kty": "EC",
+    "use": "sig",
+    "crv": "P-384",
+    "kid": SANDBOX_KID,
+    "x": "dw_JGR8nB2I6XveNxUOl2qk699ZPLM2nYI5STSdiEl9avAkrm3CkfYMbrrjr8laB",
+    "y": "Sm3mLE-n1zYNla_aiE3cb3nZsL51RbC7ysw3q8aJLxGm-hx79RPMYpITDjp7kgzy",
+    "alg": "ES384",
+}
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -209,6 +224,37 @@ class TestJkuOffTheAllowList:
         )
         assert response.status_code == 200, response.text[:300]
         assert key_host.paths() == ["/keys/sandbox.json"]
+
+
+def readme_sandbox_entries() -> list[dict[str, Any]]:
+    """The trusted-clients entries for the sandbox that the README's JSON samples give."""
+    found = []
+    for block in re.findall(r"```json\n(.*?)```", README.read_text("utf-8"), re.S):
+        sample = json.loads(block)
+        if isinstance(sample, list):
+            found += [e for e in sample if isinstance(e, dict) and e.get("iss") == SANDBOX_ISS]
+    return found
+
+
+class TestTheReadmesSandboxEntry:
+    def test_it_holds_the_published_key_inline_and_no_key_url(self):
+        entries = readme_sandbox_entries()
+        assert len(entries) == 2  # Configuring a trusted client; Try it in the sandbox
+        for entry in entries:
+            assert entry["jwks"] == {"keys": [SANDBOX_PUBLISHED_JWK]}
+            assert "jwks_url" not in entry and "jku_allowlist" not in entry
+            assert entry["fhir_servers"] == [SANDBOX_R4]
+
+    def test_the_service_starts_with_it_and_refuses_a_token_from_another_key(
+        self, live, forger, lookups
+    ):
+        """The published key parses as an inline set; a token of the sandbox's shape signed
+        with any other key under its kid fails the signature, with nothing fetched."""
+        service = live(readme_sandbox_entries()[:1])
+        response = service.hook(sandbox_token(forger), low_ferritin())
+        assert response.status_code == 401, response.text[:300]
+        assert "signature" in response.json()["message"]
+        assert off_loopback(lookups) == []
 
 
 # --- point 2: fhirServer binds only the servers the service would contact ------------------
