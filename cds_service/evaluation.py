@@ -124,21 +124,18 @@ class Evaluator:
     def evaluate(self, service_id: str, body: Any, client: Client = LOCAL_CLIENT) -> Outcome:
         """Validate `body` as a call of `service_id` by `client` and answer it.
 
-        The client's `fhir_servers` are the FHIR server prefixes it may name: a request
-        naming any other is refused before any connection. None (demo mode, the CLI) means
-        the deployment's allow-list, checked when a fetch is needed.
+        The client's `fhir_servers` are the FHIR server prefixes the service may contact
+        for it: the moment a fetch is needed (a prefetch key left out, a Medication to
+        read), a `fhirServer` outside them is refused with 400 before any connection. A
+        call that needs no fetch is answered whatever `fhirServer` it names: nothing is
+        contacted and its token is never used (the CDS Hooks Sandbox always names one).
+        None (demo mode, the CLI) means the deployment's allow-list alone.
         """
         deadline = time.monotonic() + self._fhir.deadline_s
         service = self.service(service_id)
         request, context = parse_request(service, body)
         server = request.fhirServer
-        allowed = client.fhir_servers
-        if allowed is not None and server and not allowed.allows(server):
-            raise RequestInvalid(
-                "fhirServer is not one of the FHIR servers this client may name",
-                [{"loc": "fhirServer", "msg": "not a FHIR server of the calling client"}],
-            )
-        prefetch, gathered = self._complete(service, request, deadline)
+        prefetch, gathered = self._complete(service, request, deadline, client.fhir_servers)
         unread = {*gathered.failed, *unsatisfied(service.prefetch, prefetch)}
         unavailable = frozenset(
             kind for key in unread if key in service.prefetch and (kind := service.kind(key))
@@ -191,16 +188,21 @@ class Evaluator:
         return self._engine.order_view(picture, drafts, hook)
 
     def _complete(
-        self, service: ServiceDefinition, request: HookRequest, deadline: float
+        self,
+        service: ServiceDefinition,
+        request: HookRequest,
+        deadline: float,
+        bound: AllowList | None,
     ) -> tuple[dict[str, Any], Gathered]:
-        """The prefetch with every unsatisfied key fetched from the FHIR server (spec 14)."""
+        """The prefetch with every unsatisfied key fetched from the FHIR server (spec 14),
+        and the Medications its requests reference; `bound`: the client's FHIR servers."""
         prefetch = dict(request.prefetch or {})
         missing = unsatisfied(service.prefetch, prefetch)
         gathered = Gathered()
         if request.fhirServer is None and not set(missing) - OPTIONAL_KEYS:
             missing = []  # nowhere to fetch the optional keys from: rules do without them
         if missing:
-            base = self._fhir_base(request, missing)
+            base = self._named_server(request, missing)
             urls: dict[str, str] = {}
             no_data: dict[str, None] = {}
             for key in missing:
@@ -208,9 +210,11 @@ class Evaluator:
                     urls[key] = render(service.prefetch[key], request.context)
                 except TemplateError:  # e.g. an encounter query without an encounterId
                     no_data[key] = None
-            gathered = gather(
-                self._fhir.client, self._fhir.executor, base, _token(request), urls, deadline
-            )
+            if urls:
+                self._check_fetch_allowed(base, bound)
+                gathered = gather(
+                    self._fhir.client, self._fhir.executor, base, _token(request), urls, deadline
+                )
             if gathered.fatal:
                 raise PrefetchUnavailable(
                     "prefetch data is missing and the FHIR server cannot provide it",
@@ -218,16 +222,21 @@ class Evaluator:
                 )
             prefetch |= no_data | gathered.values
         server = request.fhirServer
-        if server and self._may_fetch(server):  # else there is nowhere to look them up
+        if server:
             drafts = request.context.get("draftOrders")
             medication_ids = unresolved_medication_ids({**prefetch, DRAFT_ORDERS: drafts})
             if medication_ids:
-                prefetch[REFERENCED_MEDICATIONS] = self._medications(
-                    server, _token(request), medication_ids, deadline, gathered
-                )
+                _check_bound(server, bound)
+                # off the deployment's allow-list (demo mode, the CLI) there is nowhere to
+                # look them up: the rules do without them
+                if self._may_fetch(server):
+                    prefetch[REFERENCED_MEDICATIONS] = self._medications(
+                        server, _token(request), medication_ids, deadline, gathered
+                    )
         return prefetch, gathered
 
-    def _fhir_base(self, request: HookRequest, missing: list[str]) -> str:
+    def _named_server(self, request: HookRequest, missing: list[str]) -> str:
+        """The request's fhirServer, or 412 naming the required keys nobody can fetch."""
         if request.fhirServer is None:
             raise PrefetchUnavailable(
                 "prefetch data is missing and the request names no fhirServer to fetch it from",
@@ -237,13 +246,16 @@ class Evaluator:
                     if key not in OPTIONAL_KEYS
                 ],
             )
-        base = request.fhirServer
-        if not self._may_fetch(base):
+        return request.fhirServer
+
+    def _check_fetch_allowed(self, server: str, bound: AllowList | None) -> None:
+        """400 before any connection unless the client and the deployment allow `server`."""
+        _check_bound(server, bound)
+        if not self._may_fetch(server):
             raise RequestInvalid(
                 "fhirServer is not on this service's allow-list",
                 [{"loc": "fhirServer", "msg": "not an allowed FHIR server"}],
             )
-        return base
 
     def _may_fetch(self, url: str) -> bool:
         return self._fhir.allowlist.allows(url)
@@ -258,6 +270,16 @@ class Evaluator:
         except FhirError as error:  # unresolved medications are skipped and counted
             gathered.failed[REFERENCED_MEDICATIONS] = error
             return None
+
+
+def _check_bound(server: str, bound: AllowList | None) -> None:
+    """400 unless the calling client may have `server` contacted (`bound`: its FHIR servers;
+    None: no client binding). Checked only when a fetch is about to be made."""
+    if bound is not None and not bound.allows(server):
+        raise RequestInvalid(
+            "fhirServer is not one of the FHIR servers this client may name",
+            [{"loc": "fhirServer", "msg": "not a FHIR server of the calling client"}],
+        )
 
 
 def _token(request: HookRequest) -> str | None:

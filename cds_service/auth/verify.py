@@ -10,8 +10,8 @@ In order, each step refusing with 401 (AuthenticationFailed) and a logged reason
    only from the client's configuration;
 3. ``iss`` (read before the signature, only to pick the client) is a trusted client;
 4. key by ``kid`` from the ``jku`` set when ``jku`` is exactly one of that client's
-   ``jku_allowlist`` URLs (anything else is refused before any fetch), else from its
-   ``jwks_url``/``jwks``; the key's type must fit ``alg``;
+   ``jku_allowlist`` URLs, else from its configured ``jwks_url``/``jwks``: any other
+   ``jku`` is ignored (logged at debug), never fetched; the key's type must fit ``alg``;
 5. signature, then claims: ``iss``, ``aud`` equal to the URL called (string or array),
    ``exp``, ``iat`` (not ahead of our clock by more than the leeway), ``nbf`` when sent,
    ``jti``; a lifetime of at most MAX_LIFETIME_S; ``tenant``, when both the token and the
@@ -49,6 +49,11 @@ MAX_TOKEN_CHARS = 8000
 #: Header parameters that would let a token bring or point to its own key.
 EMBEDDED_KEYS = ("jwk", "x5c", "x5u")
 REQUIRED_CLAIMS = ["iss", "aud", "exp", "iat", "jti"]
+#: The refusal when a jku was ignored and the configured keys lack the kid: it says both.
+JKU_IGNORED_NO_KID = (
+    "kid is not in the client's configured keys (the token's jku is not on the client's "
+    "allow-list, so it was not used)"
+)
 
 
 class _Refused(Exception):
@@ -160,12 +165,23 @@ class JwtAuthenticator:
         return trusted
 
     def _key(self, client: TrustedClient, header: dict[str, Any], alg: str, kid: str) -> SigningKey:
+        """The key `kid` names: from the `jku` set when `jku` is exactly allow-listed, else
+        from the client's configured keys. A `jku` off the allow-list is never fetched but
+        ignored: in CDS Hooks a client's key set may be shared out of band, and a client
+        configured that way may still send a `jku` (the CDS Hooks Sandbox always does).
+        Only the configured keys can then verify the token."""
         jku = header.get("jku")
+        listed = jku if isinstance(jku, str) and jku in client.jku_allowlist else None
+        ignored = jku is not None and listed is None
+        if ignored:
+            log.debug(
+                "the token's jku is not on the client's allow-list: ignored, the client's "
+                "configured keys are used",
+                extra={"iss": client.iss},
+            )
         try:
-            if jku is not None:
-                if not isinstance(jku, str) or jku not in client.jku_allowlist:
-                    raise _Refused("jku is not on the client's allow-list", iss=client.iss)
-                key = self._jwks.key(client.iss, jku, kid)
+            if listed is not None:
+                key = self._jwks.key(client.iss, listed, kid)
             elif client.jwks_url is not None:
                 key = self._jwks.key(client.iss, client.jwks_url, kid)
             else:
@@ -173,7 +189,8 @@ class JwtAuthenticator:
         except KeysUnavailable:
             raise _Refused("the client's keys cannot be fetched", iss=client.iss) from None
         if key is None:
-            raise _Refused("kid is not in the client's key set", iss=client.iss, kid=kid)
+            reason = JKU_IGNORED_NO_KID if ignored else "kid is not in the client's key set"
+            raise _Refused(reason, iss=client.iss, kid=kid)
         if not key.fits(alg):
             raise _Refused("the key named by kid does not fit alg", iss=client.iss, alg=alg)
         return key

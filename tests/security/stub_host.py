@@ -47,6 +47,8 @@ class StubHost:
     base: str = ""
     routes: dict[str, Any] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
+    connections: int = 0
+    """TCP connections accepted, whether or not a request followed on them."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def serve(self, path: str, document: Any) -> None:
@@ -90,11 +92,23 @@ def _handler(host: StubHost) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _CountingServer(ThreadingHTTPServer):
+    """Counts every accepted connection into its host, before any request is read."""
+
+    host: StubHost
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.host.lock:
+            self.host.connections += 1
+        super().process_request(request, client_address)
+
+
 @contextmanager
 def stub_host() -> Iterator[StubHost]:
     """A StubHost on a free loopback port until the block ends."""
     host = StubHost()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(host))
+    server = _CountingServer(("127.0.0.1", 0), _handler(host))
+    server.host = host
     server.daemon_threads = True
     host.base = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, name="stub-host", daemon=True)

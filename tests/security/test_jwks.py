@@ -113,7 +113,12 @@ class TestJku:
             "https://ehr.example.org/oauth/keys/other.json",  # under the same path: not exact
         ],
     )
-    def test_look_alike_jku_is_refused_without_a_request(self, make_app, es384, jku):
+    def test_look_alike_jku_is_never_requested_and_the_configured_keys_decide(
+        self, make_app, es384, stranger, jku
+    ):
+        """Issue 19: a jku off the allow-list is ignored, not refused: the client's own key
+        still verifies its token, and a stranger's key served at the look-alike URL never
+        does, because that URL is never asked."""
         entry = {
             "iss": ISS,
             "jwks": {"keys": [es384.jwk()]},
@@ -121,9 +126,12 @@ class TestJku:
         }
         client = make_app([entry]).test_client()
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            response = post_hook(client, es384.token(headers={"jku": jku}))
+            mock.get(jku, json={"keys": [stranger.jwk()]})
+            assert post_hook(client, es384.token(headers={"jku": jku})).status_code == 200
+            forged = post_hook(client, stranger.token(headers={"jku": jku}))
             assert len(mock.calls) == 0
-        assert response.status_code == 401
+        assert forged.status_code == 401
+        assert "signature" in forged.get_json()["message"]
 
 
 class FakeKeyServer:

@@ -107,7 +107,11 @@ class TestHeader:
         token = es384.token(headers={"kid": rs384.kid})
         assert_refused(post_hook(client, token), "does not fit")
 
-    def test_jku_off_the_allow_list_is_refused_without_fetching_it(self, make_app, es384):
+    def test_jku_off_the_allow_list_is_never_fetched_so_a_forgery_fails(
+        self, make_app, es384, stranger
+    ):
+        """Issue 19: a jku off the allow-list is ignored and the configured keys decide: the
+        attacker's key set is never asked for, so the attacker's signature does not verify."""
         entry = {
             "iss": ISS,
             "jwks": {"keys": [es384.jwk()]},
@@ -117,14 +121,19 @@ class TestHeader:
         client = make_app([entry]).test_client()
         attacker = "https://attacker.example.com/jwks.json"
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-            mock.get(attacker, json={"keys": [es384.jwk()]})
-            token = es384.token(headers={"jku": attacker})
-            assert_refused(post_hook(client, token), "jku")
+            mock.get(attacker, json={"keys": [stranger.jwk()]})
+            token = stranger.token(headers={"jku": attacker})
+            assert_refused(post_hook(client, token), "signature")
             assert len(mock.calls) == 0
 
-    def test_jku_without_any_allow_list_is_refused(self, client, es384):
-        token = es384.token(headers={"jku": "https://ehr.example.org/jwks.json"})
-        assert_refused(post_hook(client, token), "jku")
+    def test_jku_without_any_allow_list_is_ignored(self, client, es384, stranger):
+        jku = {"jku": "https://ehr.example.org/jwks.json"}
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            assert post_hook(client, es384.token(headers=jku)).status_code == 200
+            assert_refused(post_hook(client, stranger.token(headers=jku)), "signature")
+            unknown = es384.token(headers={**jku, "kid": "made-up"})
+            assert_refused(post_hook(client, unknown), "jku is not on the client's allow-list")
+            assert len(mock.calls) == 0
 
 
 class TestSignature:
