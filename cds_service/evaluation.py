@@ -197,8 +197,11 @@ class Evaluator:
         prefetch = dict(request.prefetch or {})
         missing = unsatisfied(service.prefetch, prefetch)
         gathered = Gathered()
-        if request.fhirServer is None and not set(missing) - OPTIONAL_KEYS:
-            missing = []  # nowhere to fetch the optional keys from: rules do without them
+        server = request.fhirServer
+        if not set(missing) - OPTIONAL_KEYS and (server is None or not self._may_fetch(server)):
+            # Nowhere we may fetch the optional keys from (an EHR such as the CDS Hooks
+            # Sandbox leaves out keys its server did not answer): rules do without them.
+            missing = []
         if missing:
             base = self._fhir_base(request, missing)
             urls: dict[str, str] = {}
@@ -217,7 +220,6 @@ class Evaluator:
                     [{"prefetch": key, "reason": str(e)} for key, e in gathered.fatal.items()],
                 )
             prefetch |= no_data | gathered.values
-        server = request.fhirServer
         if server and self._may_fetch(server):  # else there is nowhere to look them up
             drafts = request.context.get("draftOrders")
             medication_ids = unresolved_medication_ids({**prefetch, DRAFT_ORDERS: drafts})
