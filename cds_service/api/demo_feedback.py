@@ -23,6 +23,7 @@ from cds_service.auth.model import PatientScope
 from cds_service.errors import RequestInvalid, StoreUnavailable
 from cds_service.evaluation import Outcome
 from cds_service.hooks.wire import FHIR_ID
+from cds_service.knowledge import CardDefinition, CodingDef
 
 bp = Blueprint("demo_feedback", __name__)
 #: The page's query parameter that reports a reset.
@@ -69,7 +70,7 @@ def hidden_cards(outcome: Outcome | None) -> Hidden:
     cards = []
     for item in found:
         card = rt.knowledge.cards.get(item.topic)
-        reasons = {r.code: r.display for r in card.override_reasons} if card else {}
+        reasons = {r.code: r.display for r in _override_reasons(card)}
         cards.append(
             HiddenCard(
                 topic=item.topic,
@@ -80,6 +81,14 @@ def hidden_cards(outcome: Outcome | None) -> Hidden:
             )
         )
     return Hidden(tuple(cards))
+
+
+def _override_reasons(card: CardDefinition | None) -> list[CodingDef]:
+    """The card's override reasons and its variants' (to name the code a clinician chose)."""
+    if card is None:
+        return []
+    variants = [r for v in card.variants.values() for r in v.override_reasons or ()]
+    return [*variants, *card.override_reasons]
 
 
 @bp.post("/demo/forget")
