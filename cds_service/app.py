@@ -18,6 +18,7 @@ from cds_service.api import (
     EXTENSION,
     Runtime,
     demo,
+    demo_feedback,
     discovery,
     headers,
     health,
@@ -130,6 +131,8 @@ def create_app(
     _cors(app, settings)
     for module in (discovery, hooks, feedback_api, health, openapi, demo):
         app.register_blueprint(module.bp)
+    if settings.demo:  # the demo page's reset: absent otherwise (404 to any method)
+        app.register_blueprint(demo_feedback.bp)
     errors.register(app)
     headers.register(app)
     log.info(

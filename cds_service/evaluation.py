@@ -199,8 +199,17 @@ class Evaluator:
         prefetch = dict(request.prefetch or {})
         missing = unsatisfied(service.prefetch, prefetch)
         gathered = Gathered()
-        if request.fhirServer is None and not set(missing) - OPTIONAL_KEYS:
-            missing = []  # nowhere to fetch the optional keys from: rules do without them
+        server = request.fhirServer
+        fetchable = (
+            server is not None
+            and self._may_fetch(server)
+            and (bound is None or bound.allows(server))
+        )
+        if not set(missing) - OPTIONAL_KEYS and not fetchable:
+            # Nowhere we may fetch the optional keys from (an EHR such as the CDS Hooks
+            # Sandbox leaves out keys its server did not answer, and names a server this
+            # client may not have contacted): rules do without them.
+            missing = []
         if missing:
             base = self._named_server(request, missing)
             urls: dict[str, str] = {}
@@ -221,7 +230,6 @@ class Evaluator:
                     [{"prefetch": key, "reason": str(e)} for key, e in gathered.fatal.items()],
                 )
             prefetch |= no_data | gathered.values
-        server = request.fhirServer
         if server:
             drafts = request.context.get("draftOrders")
             medication_ids = unresolved_medication_ids({**prefetch, DRAFT_ORDERS: drafts})

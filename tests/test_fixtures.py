@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,14 @@ def test_detected_pregnancy_demo_turns_the_pregnancy_safeguards_on(client):
     card = _card(client, "rls-pregnancy-detected", "iron-below-target")
     assert card["summary"].startswith("RLS in pregnancy")
     assert "intravenous" not in json.dumps(card.get("suggestions", [])).lower()
+
+
+def test_every_demo_patient_is_described_once_and_the_readme_says_the_same():
+    """fhir_fixtures/descriptions.json is the one place (the demo page's picker reads it);
+    the README's demo-patient table repeats each line word for word."""
+    described = json.loads((PATIENTS.parent / "descriptions.json").read_text("utf-8"))["patients"]
+    assert set(described) == {p.stem for p in BUNDLES}
+    readme = (PATIENTS.parent.parent / "README.md").read_text("utf-8")
+    table = readme[readme.index("## Demo patients") : readme.index("## Development")]
+    rows = dict(re.findall(r"^\| `([a-z-]+)` \| (.*?) \| .* \|$", table, re.M))
+    assert rows == described

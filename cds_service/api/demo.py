@@ -28,8 +28,12 @@ from cds_service.api.demo_data import (
     draft_orders,
     example_drafts,
     load_patient,
+    patient_descriptions,
     patient_summary,
 )
+from cds_service.api.demo_feedback import Hidden, hidden_cards
+from cds_service.api.hooks import OUTCOME_SINK
+from cds_service.evaluation import Outcome
 from cds_service.hooks.bundles import BundleError, hook_request, patient_resources
 
 bp = Blueprint(
@@ -53,6 +57,8 @@ class Run:
     request: dict[str, Any] = field(default_factory=dict)
     status: int = 0
     response: Any = None
+    hidden: Hidden = field(default_factory=Hidden)
+    """Cards the answer left out because of feedback (demo_feedback)."""
 
     @property
     def cards(self) -> list[dict[str, Any]]:
@@ -93,6 +99,7 @@ def page():
         choice=choice,
         run=run,
         patients=demo_patients(),
+        descriptions=patient_descriptions(),
         examples=example_drafts(),
         medications=MEDICATIONS,
         hooks=HOOKS,
@@ -118,13 +125,17 @@ def _run(choice: Choice) -> Run:
         body = hook_request(rt.services[service_id], bundle, drafts)
     except (ChoiceInvalid, BundleError) as exc:
         return Run(error=str(exc))
-    response = current_app.test_client().post(f"/cds-services/{service_id}", json=body)
+    outcomes: list[Outcome] = []
+    response = current_app.test_client().post(
+        f"/cds-services/{service_id}", json=body, environ_overrides={OUTCOME_SINK: outcomes}
+    )
     return Run(
         patient=patient_summary(resources, patient_id),
         service_id=service_id,
         request=body,
         status=response.status_code,
         response=response.get_json(silent=True),
+        hidden=hidden_cards(outcomes[0] if outcomes else None),
     )
 
 

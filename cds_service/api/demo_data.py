@@ -135,6 +135,13 @@ def demo_patients() -> list[str]:
     return sorted(path.stem for path in (_fixtures() / "patients").glob("*.json"))
 
 
+def patient_descriptions() -> dict[str, str]:
+    """One line per demo patient saying what its record holds (``descriptions.json``, kept
+    beside the bundles it describes); a patient without one gets an empty line."""
+    described = json.loads((_fixtures() / "descriptions.json").read_text("utf-8"))["patients"]
+    return {name: str(described.get(name, "")) for name in demo_patients()}
+
+
 def example_drafts() -> list[str]:
     """The example draft-order bundles (``<patient>.<what>``)."""
     return sorted(path.stem for path in (_fixtures() / "drafts").glob("*.json"))

@@ -14,6 +14,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from cds_service import metrics
 from cds_service.auth.model import Client, PatientScope
 from cds_service.auth.replay import redis_client
 from cds_service.card_ids import issued_recently
-from cds_service.errors import CardsNotRecordedYet, RequestInvalid, UnknownCards
+from cds_service.errors import CardsNotRecordedYet, RequestInvalid, StoreUnavailable, UnknownCards
 from cds_service.feedback.recorder import CardRecorder
 from cds_service.feedback.store import FeedbackStore, IssuedCards, Stored
 from cds_service.hooks.services import PATIENT_VIEW
@@ -47,6 +48,18 @@ UNKNOWN_CARD = "no card with this uuid was issued to this client by this service
 
 class SecretMissing(ValueError):
     """Raised at start-up when a shared database has no configured pseudonym secret."""
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """Why a patient-view topic is not shown to a patient: the override that hides it."""
+
+    topic: str
+    reason_code: str
+    since: datetime
+    """When the clinician overrode it (the latest such override)."""
+    until: datetime
+    """When the card shows again, unless overridden again."""
 
 
 class FeedbackService:
@@ -107,6 +120,35 @@ class FeedbackService:
                 "suppression not checked: the store failed", extra={"error": type(exc).__name__}
             )
             return set()
+
+    def suppressions(
+        self, patient: PatientScope, topics: Iterable[str], now: datetime
+    ) -> list[Suppression]:
+        """The overrides behind `topics` (those `suppressed` hid), for the demo page's
+        notice; StoreUnavailable when the store cannot say."""
+        try:
+            overrides = self.store.overrides(
+                patient,
+                topics,
+                self._reasons,
+                OVERRIDE_REASON_SYSTEM,
+                now - self._window,
+                PATIENT_VIEW,
+            )
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the feedback store cannot say why cards were hidden") from exc
+        return [
+            Suppression(o.topic, o.reason_code, o.overridden_at, o.overridden_at + self._window)
+            for o in overrides
+        ]
+
+    def forget(self, patient: PatientScope) -> int:
+        """Delete the feedback of the patient's client about this patient (the demo page's
+        reset): its cards show again. The number of items deleted; StoreUnavailable."""
+        try:
+            return self.store.forget(patient)
+        except SQLAlchemyError as exc:
+            raise StoreUnavailable("the feedback could not be deleted; retry later") from exc
 
     def store_feedback(
         self, items: Sequence[FeedbackItem], service_id: str, client: Client, now: datetime

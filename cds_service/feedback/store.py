@@ -21,7 +21,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -60,6 +60,15 @@ class Stored:
     @property
     def already_stored(self) -> int:
         return self.received - self.stored
+
+
+@dataclass(frozen=True)
+class Override:
+    """The latest suppressing override of one topic for one patient."""
+
+    topic: str
+    reason_code: str
+    overridden_at: datetime
 
 
 @dataclass
@@ -200,17 +209,30 @@ class FeedbackStore:
     ) -> set[str]:
         """Topics a clinician of the same client overrode on a card of `service_id` for this
         patient since `since` with one of `reasons`."""
+        return {
+            o.topic for o in self.overrides(patient, topics, reasons, system, since, service_id)
+        }
+
+    def overrides(
+        self,
+        patient: PatientScope,
+        topics: Iterable[str],
+        reasons: Iterable[str],
+        system: str,
+        since: datetime,
+        service_id: str,
+    ) -> list[Override]:
+        """Per topic, the latest override that suppresses it (see `suppressed`): what the
+        demo page tells about the cards it did not show. Sorted by topic."""
         topics = list(topics)
         if not topics:
-            return set()
+            return []
         tenant = patient.tenant or ""
         query = (
-            select(IssuedCard.topic)
+            select(IssuedCard.topic, Feedback.reason_code, func.max(Feedback.outcome_at))
             .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
             .where(
-                IssuedCard.patient_key == self.patient_key(patient),
-                IssuedCard.issuer == patient.issuer,
-                IssuedCard.tenant == tenant,
+                *self._of_patient(patient),
                 Feedback.client == patient.issuer,
                 Feedback.tenant == tenant,
                 IssuedCard.service_id == service_id,
@@ -220,11 +242,44 @@ class FeedbackStore:
                 Feedback.reason_code.in_(list(reasons)),
                 Feedback.outcome_at >= since.astimezone(UTC),
             )
-            .distinct()
+            .group_by(IssuedCard.topic, Feedback.reason_code)
         )
         self.ensure_migrated()
+        latest: dict[str, Override] = {}
         with self.engine.connect() as connection:
-            return set(connection.scalars(query))
+            for topic, reason, moment in connection.execute(query):
+                found = Override(topic, reason or "", _aware(moment))
+                if topic not in latest or found.overridden_at > latest[topic].overridden_at:
+                    latest[topic] = found
+        return [latest[topic] for topic in sorted(latest)]
+
+    def forget(self, patient: PatientScope) -> int:
+        """Delete the feedback the patient's own client sent on cards issued to it for this
+        patient (the demo page's reset); the number of items deleted. Cards stay issued (the
+        report still counts them); no other client's or tenant's feedback is touched.
+        Raises SQLAlchemyError."""
+        tenant = patient.tenant or ""
+        cards = select(IssuedCard.card_uuid).where(*self._of_patient(patient))
+        statement = (
+            delete(Feedback)
+            .where(
+                Feedback.card_uuid.in_(cards),
+                Feedback.client == patient.issuer,
+                Feedback.tenant == tenant,
+            )
+            .returning(Feedback.item_key)  # rowcount is -1 here with psycopg 3
+        )
+        self.ensure_migrated()
+        with self.engine.begin() as connection:
+            return len(connection.execute(statement).all())
+
+    def _of_patient(self, patient: PatientScope) -> tuple[ColumnElement[bool], ...]:
+        """Cards issued to the patient's client (issuer, tenant) for this patient."""
+        return (
+            IssuedCard.patient_key == self.patient_key(patient),
+            IssuedCard.issuer == patient.issuer,
+            IssuedCard.tenant == (patient.tenant or ""),
+        )
 
     def report(self, since: datetime | None) -> tuple[list[TopicReport], int]:
         """Per topic: cards issued, accepted, overridden and the override reasons; and the

@@ -95,8 +95,15 @@
     }
   });
 
+  // The chosen demo patient's one-line description, under the picker.
+  function syncDescription() {
+    var option = byId("patient").selectedOptions[0];
+    byId("patient-description").textContent = option ? option.dataset.description : "";
+  }
+
   document.addEventListener("change", function (event) {
     if (event.target.name === "hook") syncDraft();
+    else if (event.target.id === "patient") syncDescription();
   });
 
   syncDraft();

@@ -318,15 +318,27 @@ class TestFhirServerBinding:
         assert topics(response) == ["iron-below-target"]
         assert off_loopback(lookups) == []
 
-    @pytest.mark.parametrize("key", ["labs", "weight"])
-    def test_a_prefetch_key_to_fetch_from_a_foreign_fhir_server_is_400_without_connecting(
-        self, foreign, sandbox, fhir_host, lookups, key
+    def test_a_required_key_to_fetch_from_a_foreign_fhir_server_is_400_without_connecting(
+        self, foreign, sandbox, fhir_host, lookups
     ):
-        """Any key left out is a fetch, an optional one (weight) too: the binding holds."""
         service, server = foreign
         body = low_ferritin(server)
-        del body["prefetch"][key]
+        del body["prefetch"]["labs"]
         assert_bound_400(service.hook(bare_token(sandbox), body), server)
+        assert fhir_host.connections == 0
+        assert off_loopback(lookups) == []
+
+    def test_an_optional_key_left_out_with_a_foreign_fhir_server_is_done_without(
+        self, foreign, sandbox, fhir_host, lookups
+    ):
+        """Weight is optional: with a server the client may not have contacted, the call is
+        answered without it (as when no fhirServer is named), never fetched from there."""
+        service, server = foreign
+        body = low_ferritin(server)
+        del body["prefetch"]["weight"]
+        response = service.hook(bare_token(sandbox), body)
+        assert response.status_code == 200, response.text[:300]
+        assert topics(response) == ["iron-below-target"]
         assert fhir_host.connections == 0
         assert off_loopback(lookups) == []
 
