@@ -13,7 +13,6 @@ past the menopause age, iron deficiency needs a cause, and the card suggests loo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 
@@ -37,7 +36,6 @@ from cds_service.clinical.rules.common import (
     recent_words,
 )
 from cds_service.clinical.rules.kidney import failing_egfr
-
 
 BELOW_TARGET = "iron-below-target"
 FERRITIN = "ferritin"
