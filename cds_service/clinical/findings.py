@@ -80,6 +80,22 @@ class Reason:
 
     code: str
     text: str
+    unread: frozenset[str] = frozenset()
+    """The kinds of data whose absence is the reason (the caller knows why they were not
+    read and says so)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One topic of a hook: whether it fired, and if not, the first reason why."""
+
+    topic: str
+    reason: Reason | None = None
+    """None when the topic fired."""
+
+    @property
+    def fired(self) -> bool:
+        return self.reason is None
 
 
 class NoCard(list[Finding]):
