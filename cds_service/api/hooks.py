@@ -16,6 +16,7 @@ from cds_service.api import runtime
 from cds_service.api.security import authenticated_client
 from cds_service.errors import RequestInvalid
 from cds_service.evaluation import Outcome
+from cds_service.explain import log_codes
 
 bp = Blueprint("hooks", __name__)
 log = logging.getLogger(__name__)
@@ -42,6 +43,14 @@ def call_hook(service_id: str):
             outcome.patient,
             outcome.response["cards"],
             outcome.answered_at,
+        )
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "hook explained",
+            extra={
+                "hook_instance": outcome.hook_instance,
+                "decisions": log_codes(outcome.decisions),  # reason codes only: no values
+            },
         )
     if outcome.gathered.failed:
         log.warning(

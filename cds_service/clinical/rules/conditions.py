@@ -33,7 +33,7 @@ def neuropathy_or_radiculopathy(picture: PatientPicture, t: Params) -> list[Find
     found = [*picture.active_conditions(NEUROPATHY), *picture.active_conditions(RADICULOPATHY)]
     return _problem_card(
         picture, t, "neuropathy-or-radiculopathy", found, "order-nerve-conduction",
-        "A nerve conduction study or EMG", "neuropathy or radiculopathy",
+        "A nerve conduction study or EMG", "active neuropathy or radiculopathy",
     )  # fmt: skip
 
 
@@ -42,7 +42,7 @@ def venous_insufficiency(picture: PatientPicture, t: Params) -> list[Finding]:
     found = picture.active_conditions(VENOUS)
     return _problem_card(
         picture, t, "venous-insufficiency", found, "order-venous-duplex", "A venous duplex",
-        "venous insufficiency",
+        "active venous insufficiency",
     )  # fmt: skip
 
 
@@ -51,7 +51,7 @@ def peripheral_arterial_disease(picture: PatientPicture, t: Params) -> list[Find
     found = picture.active_conditions(PAD)
     return _problem_card(
         picture, t, "peripheral-arterial-disease", found, "order-ankle-brachial-index",
-        "An ankle-brachial index", "peripheral arterial disease",
+        "An ankle-brachial index", "active peripheral arterial disease",
     )  # fmt: skip
 
 
@@ -72,7 +72,7 @@ def prior_dvt(picture: PatientPicture, t: Params) -> list[Finding]:
     ]
     looked_for = (
         f"past DVT (an acute DVT begun within {t['acute_dvt_history_days']:g} days, "
-        "or undated, is a current clot)"
+        "or undated, counts as a current clot)"
     )
     findings = _problem_card(
         picture, t, "prior-dvt", found, "order-venous-duplex", "A venous duplex", looked_for
@@ -104,8 +104,7 @@ def _problem_card(
     if not found:
         return NoCard(
             "no-condition",
-            f"no active {looked_for} on the problem list "
-            f"(conditions read: {len(picture.conditions)})",
+            f"no {looked_for} on the problem list (conditions read: {len(picture.conditions)})",
         )
     unique = list({c.source: c for c in found}.values())
     data = [condition_point(c) for c in unique]

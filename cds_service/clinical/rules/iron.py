@@ -57,7 +57,7 @@ def studies_due(picture: PatientPicture, t: Params) -> list[Finding]:
     window = t.window()
     recent = picture.latest(FERRITIN, window)
     if recent is not None:
-        return NoCard("ferritin-recent", f"{dated(recent)} is {recent_words(t)}")
+        return NoCard("ferritin-recent", f"measured {recent_words(t)}: {dated(recent)}")
     order = picture.order_on_record(ORDER_IRON, window)
     if order is not None and order.state == "pending":
         return NoCard("already-ordered", f"already ordered: {order_words(order)}")

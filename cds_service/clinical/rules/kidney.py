@@ -63,7 +63,7 @@ def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
         )
     recent = picture.latest(CREATININE, window) or picture.latest(EGFR, window)
     if recent:
-        return NoCard("result-recent", f"{dated(recent)} is {recent_words(t)}")
+        return NoCard("result-recent", f"measured {recent_words(t)}: {dated(recent)}")
     order = picture.order_on_record(ORDER_KIDNEY, window)
     if order is not None and order.state == "pending":
         return NoCard("already-ordered", f"already ordered: {order_words(order)}")
@@ -108,11 +108,12 @@ def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
     low = egfr is not None and below(egfr, t["egfr_below"])
     severe = egfr is not None and below(egfr, t["egfr_always_below"])
     if not (low or listed):
-        seen = f"{dated(egfr)} is not below {t['egfr_below']:g}" if egfr else "no eGFR"
-        return NoCard(
-            "kidney-function-ok",
-            f"{seen} {recent_words(t)}, and no kidney disease on the problem list",
+        seen = (
+            f"latest eGFR {recent_words(t)} not below {t['egfr_below']:g} ({dated(egfr)})"
+            if egfr
+            else f"no eGFR {recent_words(t)}"
         )
+        return NoCard("kidney-function-ok", f"{seen}; no kidney disease on the problem list")
     gabapentinoids = _gabapentinoids(picture)
     if not (severe or advanced or gabapentinoids):
         seen = dated(egfr) if low and egfr else names(listed)
