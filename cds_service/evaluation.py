@@ -225,6 +225,7 @@ class Evaluator:
                 raise PrefetchUnavailable(
                     "prefetch data is missing and the FHIR server cannot provide it",
                     [{"prefetch": key, "reason": str(e)} for key, e in gathered.fatal.items()],
+                    gathered,
                 )
             prefetch |= no_data | gathered.values
         server = request.fhirServer
