@@ -117,7 +117,9 @@ def test_labs_that_time_out_are_named_with_the_cause_and_logged_as_codes(
     assert response.status_code == 200
     labs_reason = decisions["iron-below-target"]
     assert labs_reason is not None and labs_reason.code == "not-read"
-    assert labs_reason.text == "labs not read (the FHIR server did not answer in time): rule not run"
+    assert (
+        labs_reason.text == "labs not read (the FHIR server did not answer in time): rule not run"
+    )
     (record,) = [r for r in caplog.records if r.getMessage() == "hook explained"]
     assert record.decisions["iron-below-target"] == "not-read"
     assert set(record.decisions) == set(PATIENT_VIEW_TOPICS)
