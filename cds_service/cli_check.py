@@ -156,8 +156,11 @@ def run_check(args: argparse.Namespace) -> int:
         outcome = evaluator.evaluate(service_id, body)
     except ServiceError as error:
         gathered = error.gathered if isinstance(error, PrefetchUnavailable) else None
-        if gathered is not None:
+        if gathered is not None:  # the table says what failed and how: one short line after
             print(queries_report(base, gathered), file=sys.stderr)
+            raise HookFailed(
+                f"{error.status} {error.message} (not read: {', '.join(gathered.failed)})"
+            ) from None
         reasons = "; ".join(", ".join(f"{k}: {v}" for k, v in d.items()) for d in error.details)
         message = f"{error.status} {error.message}" + (f" ({reasons})" if reasons else "")
         raise HookFailed(message) from None
