@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, g, render_template, request
 
 from cds_service.api import markdown, runtime
 from cds_service.api.demo_data import (
@@ -30,6 +30,7 @@ from cds_service.api.demo_data import (
     load_patient,
     patient_summary,
 )
+from cds_service.explain import as_data
 from cds_service.hooks.bundles import BundleError, hook_request, patient_resources
 
 bp = Blueprint(
@@ -53,6 +54,8 @@ class Run:
     request: dict[str, Any] = field(default_factory=dict)
     status: int = 0
     response: Any = None
+    explanation: list[dict[str, Any]] = field(default_factory=list)
+    """Each topic of the hook: fired, or the engine's reason why not (cds_service.explain)."""
 
     @property
     def cards(self) -> list[dict[str, Any]]:
@@ -118,13 +121,16 @@ def _run(choice: Choice) -> Run:
         body = hook_request(rt.services[service_id], bundle, drafts)
     except (ChoiceInvalid, BundleError) as exc:
         return Run(error=str(exc))
-    response = current_app.test_client().post(f"/cds-services/{service_id}", json=body)
+    with current_app.test_client() as client:  # keeps the hook call's g until the end
+        response = client.post(f"/cds-services/{service_id}", json=body)
+        outcome = g.get("hook_outcome")
     return Run(
         patient=patient_summary(resources, patient_id),
         service_id=service_id,
         request=body,
         status=response.status_code,
         response=response.get_json(silent=True),
+        explanation=as_data(outcome.decisions) if outcome and response.status_code == 200 else [],
     )
 
 
