@@ -24,7 +24,7 @@ from cds_service.clinical.medications import read_drafts
 from cds_service.clinical.picture import PatientPicture, build_picture
 from cds_service.clinical.reader import ReadReport, unresolved_medication_ids
 from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownService
-from cds_service.explain import NOT_PREFETCHED, explain, fetch_cause
+from cds_service.explain import BUDGET_SPENT, NOT_PREFETCHED, explain, fetch_cause
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.errors import FhirError
 from cds_service.fhir.gather import Gathered, gather
@@ -166,6 +166,7 @@ class Evaluator:
             for key in sorted(unread)
             if (kind := service.kind(key)) and key in service.prefetch
         }
+        causes |= {kind: BUDGET_SPENT for kind in picture.unavailable - set(causes)}
         decisions = explain(decided.values(), suppressed, causes)
         return Outcome(
             {"cards": cards},

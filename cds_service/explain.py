@@ -23,6 +23,8 @@ SUPPRESSED = Reason(
 #: Why a kind of data was not read when no fetch failed: the EHR did not prefetch it and
 #: named no FHIR server to fetch it from.
 NOT_PREFETCHED = "not in the prefetch, and no FHIR server to fetch it from"
+#: Why a kind of data was not read when it was there: the call's CPU budget ran out first.
+BUDGET_SPENT = "the CPU budget for reading one call ran out (RLS_CDS_DOMAIN_CPU_BUDGET_S)"
 
 
 def fetch_cause(error: FhirError) -> str:

@@ -10,15 +10,18 @@ import pytest
 import requests
 from flask import g
 
+from cds_service.app import create_app
 from cds_service.cli import main
 from cds_service.clinical.engine import ORDER_TOPICS, UNEXPLAINED
 from cds_service.clinical.findings import Decision, Reason
 from cds_service.explain import SUPPRESSED, explain
+from cds_service.settings import Settings
 from tests import builders as b
 from tests.fake_fhir import FHIR
 from tests.fixture_requests import DRAFTS, PATIENTS
 
 NOW = "2026-11-28T12:00:00Z"
+HOOK = "/cds-services/rls-secondary-causes"
 PATIENT_VIEW_TOPICS = list(b.ENGINE._rules)
 BUNDLES = sorted(PATIENTS.glob("*.json"))
 DRAFT_FILES = sorted(DRAFTS.glob("*.json"))
@@ -137,3 +140,28 @@ def test_a_suppressed_card_is_explained_as_overridden_by_feedback():
     )
     assert decisions[0].reason == SUPPRESSED and decisions[0].reason.text.startswith("suppressed")
     assert decisions[1].reason == Reason("no-condition", "none")
+
+
+class _CountingCpuClock:
+    """A CPU clock that advances `step_s` per look: the budget runs out after a few reads."""
+
+    def __init__(self, step_s: float):
+        self.step_s = step_s
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step_s
+        return self.now
+
+
+def test_data_left_unread_by_the_cpu_budget_is_named_as_such(tmp_path):
+    settings = Settings(demo=True, data_dir=tmp_path, domain_cpu_budget_s=0.5, log_level="ERROR")
+    app = create_app(settings, clock=lambda: b.NOW, cpu_clock=_CountingCpuClock(0.01))
+    labs = [b.observation(b.FERRITIN, 38 + n % 5, "ng/mL") for n in range(200)]
+    with app.test_client() as client:
+        response = client.post(HOOK, json=b.hook_request(b.prefetch(b.rls(), *labs)))
+        decisions = g.hook_outcome.decisions
+    assert response.status_code == 200
+    reason = decisions[0].reason
+    assert reason is not None and reason.code == "not-read"
+    assert reason.text.startswith("conditions not read (the CPU budget for reading one call")
