@@ -62,7 +62,9 @@ def explain(
             if why:
                 kinds, _, consequence = reason.text.partition(" not read: ")
                 reason = replace(reason, text=f"{kinds} not read ({why}): {consequence}")
-        explained.append(replace(decision, reason=reason))
+        explained.append(
+            decision if reason is decision.reason else replace(decision, reason=reason)
+        )
     return tuple(explained)
 
 
