@@ -1,5 +1,5 @@
-"""The ``rls-cds`` command line: ``serve``, ``evaluate``, ``check``, ``dev-keys``, ``dev-token``,
-``db upgrade``, ``feedback-report`` and ``--version``.
+"""The ``rls-cds`` command line: ``serve``, ``evaluate``, ``explain``, ``check``, ``dev-keys``,
+``dev-token``, ``db upgrade``, ``feedback-report`` and ``--version``.
 
 ``evaluate`` is a contract other work and outside checks rely on; its options and output
 do not change silently:
@@ -79,7 +79,8 @@ examples:
   rls-cds serve --demo                      the demo on http://127.0.0.1:8080 (no auth)
   rls-cds serve --prod                      production: gunicorn, JWT checking on
   rls-cds evaluate --hook patient-view --bundle fhir_fixtures/patients/rls-low-ferritin.json
-  rls-cds check --fhir-server https://ehr.example/fhir --patient 123 --token T
+  rls-cds explain --hook patient-view --bundle fhir_fixtures/patients/no-rls.json
+  rls-cds check --fhir-server https://ehr.example/fhir --patient 123 --token T --explain
 
 Settings are RLS_CDS_* environment variables (see the README's Configuration).
 "rls-cds COMMAND --help" describes one command."""
