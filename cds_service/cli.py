@@ -1,11 +1,14 @@
-"""The ``rls-cds`` command line: ``serve``, ``evaluate``, ``check``, ``dev-keys``, ``dev-token``,
-``db upgrade``, ``feedback-report`` and ``--version``.
+"""The ``rls-cds`` command line: ``serve``, ``evaluate``, ``explain``, ``check``, ``dev-keys``,
+``dev-token``, ``db upgrade``, ``feedback-report`` and ``--version``.
 
 ``evaluate`` is a contract other work and outside checks rely on; its options and output
 do not change silently:
 
     rls-cds evaluate --hook HOOK --bundle FILE [--draft-orders FILE] [--now ISO-DATETIME]
-    rls-cds check --fhir-server URL --patient ID [--token T] [--hook patient-view]
+                     [--explain]
+    rls-cds explain --hook HOOK --bundle FILE [--draft-orders FILE] [--now ISO-DATETIME]
+    rls-cds check --fhir-server URL --patient ID [--token T] [--hook HOOK]
+                  [--draft-orders FILE] [--allow-partial] [--explain]
     rls-cds dev-keys --out DIR [--iss ISS]
     rls-cds dev-token --key KEYFILE --iss ISS --aud URL [--kid KID] [--ttl 300]
     rls-cds db upgrade
@@ -14,7 +17,8 @@ do not change silently:
 
 It runs the bundle through the same HTTP code path as the service (an in-process request)
 and prints the CDS Hooks response JSON; exit 0 on success, 2 with one line on stderr for
-unreadable input.
+unreadable input. ``--explain`` leaves stdout as it is and writes each topic's decision to
+stderr. ``check`` and ``explain`` live in cds_service.cli_check.
 """
 
 from __future__ import annotations
@@ -23,15 +27,12 @@ import argparse
 import json
 import os
 import sys
-import time
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from cds_service import __version__
-from cds_service.hooks.bundles import CLI_USER, BundleError, hook_request
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -78,7 +79,8 @@ examples:
   rls-cds serve --demo                      the demo on http://127.0.0.1:8080 (no auth)
   rls-cds serve --prod                      production: gunicorn, JWT checking on
   rls-cds evaluate --hook patient-view --bundle fhir_fixtures/patients/rls-low-ferritin.json
-  rls-cds check --fhir-server https://ehr.example/fhir --patient 123 --token T
+  rls-cds explain --hook patient-view --bundle fhir_fixtures/patients/no-rls.json
+  rls-cds check --fhir-server https://ehr.example/fhir --patient 123 --token T --explain
 
 Settings are RLS_CDS_* environment variables (see the README's Configuration).
 "rls-cds COMMAND --help" describes one command."""
@@ -114,15 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--now", type=_instant, help="evaluation time (default: now), ISO 8601")
     evaluate.set_defaults(run=_evaluate)
 
-    check = commands.add_parser(
-        "check", help="run a hook against a FHIR server with no prefetch and report"
+    evaluate.add_argument(
+        "--explain",
+        action="store_true",
+        help="also write each topic's decision (fired, or why not) to stderr",
     )
-    check.add_argument("--fhir-server", required=True, help="FHIR base URL, e.g. https://x/fhir")
-    check.add_argument("--patient", required=True, help="Patient id on that server")
-    check.add_argument("--token", help="bearer token for the FHIR server (never printed)")
-    check.add_argument("--hook", default="patient-view", choices=["patient-view"])
-    check.add_argument("--now", type=_instant, help="evaluation time (default: now), ISO 8601")
-    check.set_defaults(run=_check)
+    from cds_service import cli_check  # check and explain: their own module
+
+    cli_check.add_commands(commands)
 
     dev_keys = commands.add_parser(
         "dev-keys", help="write a demo ES384 key pair, its JWKS and a trusted-clients file"
@@ -297,80 +298,16 @@ def _local_app(now: datetime | None, fhir_servers: tuple[str, ...] = ()) -> Flas
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    bundle = _read_json(args.bundle)
-    drafts = _read_json(args.draft_orders) if args.draft_orders else None
-    app = _local_app(args.now)
-    service = app.extensions["rls_cds"].services[HOOK_SERVICES[args.hook]]
-    try:
-        body = hook_request(service, bundle, drafts)
-    except BundleError as exc:
-        raise InputError(f"{args.bundle}: {exc}") from None
-    response = app.test_client().post(f"/cds-services/{service.id}", json=body)
-    if response.status_code != 200:
-        message = response.get_json(silent=True) or {}
-        raise InputError(f"{response.status_code}: {message.get('message', 'request failed')}")
-    json.dump(response.get_json(), sys.stdout, indent=2)
+    """The response JSON on stdout, unchanged by --explain (whose lines go to stderr)."""
+    from cds_service.cli_check import evaluate_bundle
+    from cds_service.explain import render_text
+
+    response, outcome = evaluate_bundle(args)
+    json.dump(response, sys.stdout, indent=2)
     sys.stdout.write("\n")
+    if args.explain:
+        print(render_text(outcome.decisions), file=sys.stderr)
     return 0
-
-
-def _check(args: argparse.Namespace) -> int:
-    """Cards JSON on stdout; what was fetched, how long it took and what was skipped on stderr."""
-    from cds_service.errors import ServiceError
-
-    base = args.fhir_server.rstrip("/")
-    app = _local_app(args.now, fhir_servers=(base,))
-    body: dict[str, Any] = {
-        "hook": args.hook,
-        "hookInstance": str(uuid.uuid4()),
-        "fhirServer": base,
-        "context": {"userId": CLI_USER, "patientId": args.patient},
-    }
-    if args.token:
-        body["fhirAuthorization"] = {
-            "access_token": args.token,
-            "token_type": "Bearer",
-            "expires_in": 300,
-            "scope": "patient/*.read",
-            "subject": "rls-cds-check",
-        }
-    started = time.monotonic()
-    try:
-        outcome = app.extensions["rls_cds"].evaluator.evaluate(HOOK_SERVICES[args.hook], body)
-    except ServiceError as error:
-        reasons = "; ".join(", ".join(f"{k}: {v}" for k, v in d.items()) for d in error.details)
-        message = f"{error.status} {error.message}" + (f" ({reasons})" if reasons else "")
-        raise HookFailed(message) from None
-    elapsed = time.monotonic() - started
-    print(check_report(base, outcome, elapsed), file=sys.stderr)
-    json.dump(outcome.response, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-    return 0
-
-
-def check_report(base: str, outcome: Any, elapsed: float) -> str:
-    """A few lines for a person: each query with status and time, failures, skipped data."""
-    lines = [f"hook answered in {elapsed * 1000:.0f} ms; FHIR queries:"]
-    for made in outcome.gathered.requests:
-        status = made.status if made.status is not None else "no answer"
-        lines.append(
-            f"  {status!s:>9}  {made.seconds * 1000:7.0f} ms  {made.url.removeprefix(base)}"
-        )
-    for key, error in outcome.gathered.failed.items():
-        lines.append(f"  not read: {key} ({error})")
-    for key in outcome.gathered.truncated:
-        lines.append(f"  incomplete: {key} (paging stopped at the page bound or a bad link)")
-    read = ", ".join(f"{kind} {n}" for kind, n in sorted(outcome.report.read.items()))
-    lines.append(f"resources read: {read or 'none'}")
-    for label, counts in (("skipped", outcome.report.skipped), ("ignored", outcome.report.ignored)):
-        if counts:
-            lines.append(f"{label}: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items())))
-    cards = outcome.response["cards"]
-    lines.append(f"cards: {len(cards)}")
-    lines += [
-        f"  {c['indicator']:<8} {c['source']['topic']['code']}: {c['summary']}" for c in cards
-    ]
-    return "\n".join(lines)
 
 
 def _dev_keys(args: argparse.Namespace) -> int:

@@ -90,6 +90,14 @@ class PrefetchUnavailable(ServiceError):
     status = 412
     code = "prefetch-unavailable"
 
+    def __init__(
+        self, message: str, details: list[dict[str, Any]] | None = None, gathered: Any = None
+    ):
+        super().__init__(message, details)
+        self.gathered = gathered
+        """What the fetch tried before giving up (cds_service.fhir.gather.Gathered), for an
+        operator's report (``rls-cds check``); never in the answer's body."""
+
 
 class QuotaExceeded(ServiceError):
     """Raised when a client has used up a quota (feedback items, replay records)."""

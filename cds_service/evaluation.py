@@ -19,11 +19,12 @@ from cds_service.auth.model import Client, PatientScope
 from cds_service.cards import CardRenderer
 from cds_service.clinical.budget import Budget, CpuClock, call_cpu_time
 from cds_service.clinical.engine import Engine, OrderHook
-from cds_service.clinical.findings import Finding
+from cds_service.clinical.findings import Decision, Finding
 from cds_service.clinical.medications import read_drafts
 from cds_service.clinical.picture import PatientPicture, build_picture
 from cds_service.clinical.reader import ReadReport, unresolved_medication_ids
 from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownService
+from cds_service.explain import BUDGET_SPENT, NOT_PREFETCHED, explain, fetch_cause
 from cds_service.fhir.client import FhirClient
 from cds_service.fhir.errors import FhirError
 from cds_service.fhir.gather import Gathered, gather
@@ -58,6 +59,8 @@ class Outcome:
     answered_at: datetime | None = None
     suppressed: frozenset[str] = frozenset()
     """Topics not shown because a clinician overrode them for this patient (feedback)."""
+    decisions: tuple[Decision, ...] = ()
+    """Each topic of the hook: fired, or the first reason why not (cds_service.explain)."""
 
     @property
     def topics(self) -> list[str]:
@@ -147,14 +150,21 @@ class Evaluator:
         )
         suppressed: frozenset[str] = frozenset()
         if service.hook == "patient-view":
-            findings = self._engine.patient_view(picture)
+            findings, decided = self._engine.decide_patient_view(picture)
             if findings and self._suppressor is not None:
                 suppressed = frozenset(self._suppressor(patient, {f.topic for f in findings}, now))
                 findings = [f for f in findings if f.topic not in suppressed]
         else:
             hook: OrderHook = "order-select" if service.hook == "order-select" else "order-sign"
-            findings = self._order_findings(hook, request, context, prefetch, picture)
+            findings, decided = self._order_findings(hook, request, context, prefetch, picture)
         cards = self._renderer.render(findings, context.patientId, now)
+        causes = {
+            kind: fetch_cause(gathered.failed[key]) if key in gathered.failed else NOT_PREFETCHED
+            for key in sorted(unread)
+            if (kind := service.kind(key)) and key in service.prefetch
+        }
+        causes |= {kind: BUDGET_SPENT for kind in picture.unavailable - set(causes)}
+        decisions = explain(decided.values(), suppressed, causes)
         return Outcome(
             {"cards": cards},
             str(request.hookInstance),
@@ -163,6 +173,7 @@ class Evaluator:
             patient,
             now,
             suppressed,
+            decisions,
         )
 
     def _order_findings(
@@ -172,9 +183,9 @@ class Evaluator:
         context: Any,
         prefetch: dict[str, Any],
         picture: PatientPicture,
-    ) -> list[Finding]:
-        """Findings about the draft orders: all of them at order-sign, the selected ones at
-        order-select (the others are context only)."""
+    ) -> tuple[list[Finding], dict[str, Decision]]:
+        """Findings about the draft orders (all of them at order-sign, the selected ones at
+        order-select: the others are context only) and each order topic's decision."""
         drafts = read_drafts(
             request.context["draftOrders"],
             prefetch,
@@ -185,7 +196,7 @@ class Evaluator:
         if isinstance(context, OrderSelectContext):
             selected, _ = context.selected()
             drafts = tuple(d for d in drafts if d.source in selected)
-        return self._engine.order_view(picture, drafts, hook)
+        return self._engine.decide_order_view(picture, drafts, hook)
 
     def _complete(
         self,
@@ -228,6 +239,7 @@ class Evaluator:
                 raise PrefetchUnavailable(
                     "prefetch data is missing and the FHIR server cannot provide it",
                     [{"prefetch": key, "reason": str(e)} for key, e in gathered.fatal.items()],
+                    gathered,
                 )
             prefetch |= no_data | gathered.values
         if server:

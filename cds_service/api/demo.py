@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, abort, current_app, render_template, request
+from flask import Blueprint, abort, current_app, g, render_template, request
 
 from cds_service.api import markdown, runtime
 from cds_service.api.demo_data import (
@@ -32,8 +32,8 @@ from cds_service.api.demo_data import (
     patient_summary,
 )
 from cds_service.api.demo_feedback import Hidden, hidden_cards
-from cds_service.api.hooks import OUTCOME_SINK
 from cds_service.evaluation import Outcome
+from cds_service.explain import as_data, with_overrides
 from cds_service.hooks.bundles import BundleError, hook_request, patient_resources
 
 bp = Blueprint(
@@ -59,6 +59,8 @@ class Run:
     response: Any = None
     hidden: Hidden = field(default_factory=Hidden)
     """Cards the answer left out because of feedback (demo_feedback)."""
+    explanation: list[dict[str, Any]] = field(default_factory=list)
+    """Each topic of the hook: fired, or the engine's reason why not (cds_service.explain)."""
 
     @property
     def cards(self) -> list[dict[str, Any]]:
@@ -125,17 +127,24 @@ def _run(choice: Choice) -> Run:
         body = hook_request(rt.services[service_id], bundle, drafts)
     except (ChoiceInvalid, BundleError) as exc:
         return Run(error=str(exc))
-    outcomes: list[Outcome] = []
-    response = current_app.test_client().post(
-        f"/cds-services/{service_id}", json=body, environ_overrides={OUTCOME_SINK: outcomes}
-    )
+    with current_app.test_client() as client:  # keeps the hook call's g until the end
+        response = client.post(f"/cds-services/{service_id}", json=body)
+        outcome: Outcome | None = g.get("hook_outcome")
+    hidden = hidden_cards(outcome)
+    explanation: list[dict[str, Any]] = []
+    if outcome is not None and response.status_code == 200:
+        overrides = {
+            c.topic: f"overridden as {c.reason} on {c.since}, until {c.until}" for c in hidden.cards
+        }
+        explanation = as_data(with_overrides(outcome.decisions, overrides))
     return Run(
         patient=patient_summary(resources, patient_id),
         service_id=service_id,
         request=body,
         status=response.status_code,
         response=response.get_json(silent=True),
-        hidden=hidden_cards(outcomes[0] if outcomes else None),
+        hidden=hidden,
+        explanation=explanation,
     )
 
 

@@ -2,8 +2,8 @@
 
 After a clinician overrides a card as handled or declined, the topic is not shown to that
 patient for a while (``FeedbackService.suppressed``). An EHR gets nothing on the wire about
-it; the demo page, which calls the hook in-process, gets the call's Outcome (see
-``hooks.OUTCOME_SINK``) and tells which topics were hidden, by which override and until
+it; the demo page, which calls the hook in-process, gets the call's Outcome (the hook
+view's ``g.hook_outcome``) and tells which topics were hidden, by which override and until
 when. ``POST /demo/forget`` deletes the feedback the demo client sent about the chosen
 patient, so that the cards show again; create_app registers this blueprint in demo mode
 only (404 to any method otherwise).

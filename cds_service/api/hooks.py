@@ -16,13 +16,10 @@ from cds_service.api import runtime
 from cds_service.api.security import authenticated_client
 from cds_service.errors import RequestInvalid
 from cds_service.evaluation import Outcome
+from cds_service.explain import log_codes
 
 bp = Blueprint("hooks", __name__)
 log = logging.getLogger(__name__)
-#: A WSGI environ key only an in-process caller can set (HTTP headers arrive as HTTP_*):
-#: a list the call's Outcome is appended to. The demo page, which calls the hook
-#: in-process, learns this way what its answer left out, without any of it on the wire.
-OUTCOME_SINK = "rls_cds.outcome_sink"
 
 
 @bp.before_request
@@ -39,9 +36,6 @@ def call_hook(service_id: str):
     g.hook_instance = _hook_instance(body)
     outcome = rt.evaluator.evaluate(service_id, body, client)
     g.hook_outcome = outcome
-    sink = request.environ.get(OUTCOME_SINK)
-    if isinstance(sink, list):
-        sink.append(outcome)
     if outcome.answered_at is not None and outcome.patient is not None:
         rt.feedback.record(
             service_id,
@@ -49,6 +43,14 @@ def call_hook(service_id: str):
             outcome.patient,
             outcome.response["cards"],
             outcome.answered_at,
+        )
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "hook explained",
+            extra={
+                "hook_instance": outcome.hook_instance,
+                "decisions": log_codes(outcome.decisions),  # reason codes only: no values
+            },
         )
     if outcome.gathered.failed:
         log.warning(

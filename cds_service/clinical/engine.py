@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from cds_service.clinical.dosing import DrugDosing
-from cds_service.clinical.facts import MedicationFact
-from cds_service.clinical.findings import CardNote, Finding
+from cds_service.clinical.facts import RLS, MedicationFact
+from cds_service.clinical.findings import CardNote, Decision, Finding, NoCard, Reason
 from cds_service.clinical.indications import IndicationDef
 from cds_service.clinical.iron_gate import IronCatalogue, IronFacts, gate
 from cds_service.clinical.picture import PatientPicture
@@ -75,6 +75,32 @@ OrderHook = Literal["order-select", "order-sign"]
 CRITICAL_AT_SIGNING = frozenset({"above-limit", "above-maximum"})
 
 
+#: A rule that returned no findings without saying why (tests keep every rule from it).
+UNEXPLAINED = Reason("unexplained", "the rule found nothing to report")
+
+
+def gate_reason(picture: PatientPicture) -> Reason | None:
+    """Why no rule runs for this patient (docs/card-topics.md's gate), or None."""
+    unread = GATE_NEEDS & picture.unavailable
+    if unread:
+        return unread_reason(unread, "rules not run")
+    if picture.deceased:
+        return Reason("deceased", "the patient is recorded as deceased: rules not run")
+    if picture.has_rls:
+        return None
+    read = len(picture.conditions)
+    rls = [c for c in picture.conditions if RLS in c.value_sets]
+    seen = f"{len(rls)} RLS, none active" if rls else "none RLS"
+    return Reason(
+        "no-active-rls", f"no active RLS condition: rules not run (conditions read: {read}, {seen})"
+    )
+
+
+def unread_reason(kinds: frozenset[str], consequence: str) -> Reason:
+    """`labs not read: rule not run` (the evaluator adds why they were not read)."""
+    return Reason("not-read", f"{', '.join(sorted(kinds))} not read: {consequence}", kinds)
+
+
 class Engine:
     """The patient-view rules bound to their thresholds and dose tables from the cards."""
 
@@ -99,18 +125,26 @@ class Engine:
         }
 
     def patient_view(self, picture: PatientPicture) -> list[Finding]:
-        """Findings for a chart opening; none unless the patient has active RLS.
+        """Findings for a chart opening; none unless the patient has active RLS."""
+        return self.decide_patient_view(picture)[0]
+
+    def decide_patient_view(
+        self, picture: PatientPicture
+    ) -> tuple[list[Finding], dict[str, Decision]]:
+        """Findings for a chart opening, and each topic's decision: the gate's reason, the
+        data it could not read, or the rule's own NoCard.
 
         A rule whose data could not be read is skipped: "no ferritin on record" must not be
         concluded from a lab query that timed out.
         """
-        if GATE_NEEDS & picture.unavailable or not picture.has_rls:
-            return []
+        closed = gate_reason(picture)
+        if closed is not None:
+            return [], {topic: Decision(topic, closed) for topic in self._rules}
         findings: list[Finding] = []
+        decisions: dict[str, Decision] = {}
         for topic, rule in self._rules.items():
-            if not rule.needs & picture.unavailable:
-                findings.extend(rule.check(picture, self._params[topic]))
-        return self._iron_gated(findings, picture)
+            decisions[topic] = self._decide(topic, rule.needs, picture, picture, findings)
+        return self._iron_gated(findings, picture), decisions
 
     def order_view(
         self, picture: PatientPicture, drafts: Sequence[MedicationFact], hook: OrderHook
@@ -122,23 +156,52 @@ class Engine:
         findings take the draft variants of the same cards. Every draft card is a warning,
         except a dose above the renal limit at signing, which is critical (docs/card-topics.md).
         """
-        if GATE_NEEDS & picture.unavailable or not picture.has_rls or not drafts:
-            return []
+        return self.decide_order_view(picture, drafts, hook)[0]
+
+    def decide_order_view(
+        self, picture: PatientPicture, drafts: Sequence[MedicationFact], hook: OrderHook
+    ) -> tuple[list[Finding], dict[str, Decision]]:
+        """order_view's findings, and each order topic's decision (see decide_patient_view)."""
+        closed = gate_reason(picture)
+        if closed is None and not drafts:
+            closed = Reason("no-drafts", "no draft medication order to look at")
+        if closed is not None:
+            return [], {topic: Decision(topic, closed) for topic in ORDER_TOPICS}
         ordering = replace(picture, medications=tuple(drafts))
-        findings: list[Finding] = []
+        found: list[Finding] = []
+        decisions: dict[str, Decision] = {}
         for topic in ORDER_TOPICS:
-            rule = self._rules[topic]
-            if (rule.needs - {"medications"}) & picture.unavailable:
-                continue
-            for finding in rule.check(ordering, self._params[topic]):
-                variant = "draft" if finding.variant == "default" else f"draft-{finding.variant}"
-                critical = hook == "order-sign" and finding.variant in CRITICAL_AT_SIGNING
-                findings.append(
-                    replace(
-                        finding, variant=variant, indicator="critical" if critical else "warning"
-                    )
-                )
-        return self._iron_gated(findings, picture)
+            needs = self._rules[topic].needs - {"medications"}
+            decisions[topic] = self._decide(topic, needs, picture, ordering, found)
+        findings: list[Finding] = []
+        for finding in found:
+            variant = "draft" if finding.variant == "default" else f"draft-{finding.variant}"
+            critical = hook == "order-sign" and finding.variant in CRITICAL_AT_SIGNING
+            findings.append(
+                replace(finding, variant=variant, indicator="critical" if critical else "warning")
+            )
+        return self._iron_gated(findings, picture), decisions
+
+    def _decide(
+        self,
+        topic: str,
+        needs: frozenset[str],
+        picture: PatientPicture,
+        looked_at: PatientPicture,
+        findings: list[Finding],
+    ) -> Decision:
+        """Run one topic's rule over `looked_at` unless data it needs was not read; its
+        findings go to `findings`, its decision is returned."""
+        missing = needs & picture.unavailable
+        if missing:
+            return Decision(topic, unread_reason(missing, "rule not run"))
+        result = self._rules[topic].check(looked_at, self._params[topic])
+        if result:
+            findings.extend(result)
+            return Decision(topic)
+        if isinstance(result, NoCard):
+            return Decision(topic, result.reason)
+        return Decision(topic, UNEXPLAINED)  # a rule path without its NoCard: a defect
 
     def _iron_gated(self, findings: list[Finding], picture: PatientPicture) -> list[Finding]:
         """Every finding with its iron suggestions through the iron safety gate.

@@ -71,3 +71,44 @@ class Finding:
     evidence: tuple[Evidence, ...] = ()
     """Overrides the card's source (the first) and links (the rest): the label of the drug
     a dose card is about, not another product's."""
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a topic did not fire: a stable `code` (logged, compared in tests) and a sentence
+    in plain words naming the data looked at (`text`; patient data, so never logged)."""
+
+    code: str
+    text: str
+    unread: frozenset[str] = frozenset()
+    """The kinds of data whose absence is the reason (the caller knows why they were not
+    read and says so)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One topic of a hook: whether it fired, and if not, the first reason why."""
+
+    topic: str
+    reason: Reason | None = None
+    """None when the topic fired."""
+
+    @property
+    def fired(self) -> bool:
+        return self.reason is None
+
+
+class NoCard(list[Finding]):
+    """A rule's "no card" that says why: an empty list of findings carrying its Reason.
+
+    It is a list so that every caller of a rule (the engine, the tests comparing with
+    ``[]``) keeps working unchanged, while the explainer reads the rule's own decision
+    instead of re-deciding it.
+    """
+
+    def __init__(self, code: str, text: str):
+        super().__init__()
+        self.reason = Reason(code, text)
+
+    def __repr__(self) -> str:
+        return f"NoCard({self.reason.code!r}, {self.reason.text!r})"

@@ -57,17 +57,7 @@ def hook_request(
 ) -> dict[str, Any]:
     """A complete CDS Hooks request for `service` with every prefetch key filled."""
     patient_id, resources = patient_resources(bundle)
-    context: dict[str, Any] = {"userId": CLI_USER, "patientId": patient_id}
-    if service.hook in ("order-select", "order-sign"):
-        if draft_orders is None:
-            raise BundleError(f"hook {service.hook} needs --draft-orders")
-        context["draftOrders"] = draft_orders
-        if service.hook == "order-select":
-            context["selections"] = [
-                f"{r['resourceType']}/{r['id']}"
-                for r in (e.get("resource") or {} for e in draft_orders.get("entry") or [])
-                if r.get("id")
-            ]
+    context = hook_context(service.hook, patient_id, draft_orders)
     return {
         "hook": service.hook,
         "hookInstance": hook_instance or str(uuid.uuid4()),
@@ -77,6 +67,24 @@ def hook_request(
             for key, template in service.prefetch.items()
         },
     }
+
+
+def hook_context(
+    hook: str, patient_id: str, draft_orders: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The CLI's context for `hook`: at order-select every draft order is selected."""
+    context: dict[str, Any] = {"userId": CLI_USER, "patientId": patient_id}
+    if hook in ("order-select", "order-sign"):
+        if draft_orders is None:
+            raise BundleError(f"hook {hook} needs --draft-orders")
+        context["draftOrders"] = draft_orders
+        if hook == "order-select":
+            context["selections"] = [
+                f"{r['resourceType']}/{r['id']}"
+                for r in (e.get("resource") or {} for e in draft_orders.get("entry") or [])
+                if r.get("id")
+            ]
+    return context
 
 
 def _prefetch_value(template: str, resources: list[dict], patient_id: str) -> dict | None:

@@ -68,6 +68,19 @@ def test_the_page_names_the_card_an_override_hid_with_its_reason_and_dates(app, 
     assert f"on {NOW.date().isoformat()}" in text and f"hidden until {until}" in text
 
 
+def test_the_explanation_names_the_override_that_suppressed_a_topic(app, client):
+    """Issue 19 point 3: "suppressed: overridden as already-addressed on <day>, until <day>"."""
+    override_pad(app, client)
+    page = client.get("/?patient=rls-pad").get_data(as_text=True)
+    item = re.search(
+        rf'<li class="explain__topic[^"]*" data-topic="{PAD}"[^>]*>.*?</li>', page, re.S
+    )
+    assert item is not None and 'data-code="suppressed"' in item.group(0)
+    until = (NOW + timedelta(days=90)).date().isoformat()
+    expected = f"overridden as Already assessed on {NOW.date().isoformat()}, until {until}"
+    assert expected in item.group(0)
+
+
 def test_an_override_that_hides_nothing_gives_no_notice(app, client):
     override_pad(app, client, code="not-clinically-relevant")
     page = client.get("/?patient=rls-pad").get_data(as_text=True)

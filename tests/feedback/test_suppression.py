@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from flask import g
 
 from tests import builders as b
 from tests.feedback.conftest import (
@@ -165,3 +166,16 @@ def test_suppression_survives_a_restart(make_app):
     override(first, client, cards[ANTIHISTAMINE], "patient-declined")
     restarted = make_app()
     assert set(patient_view(restarted.test_client())) == {IRON}
+
+
+def test_a_suppressed_topic_is_explained_as_overridden(app, client):
+    """Issue 19: the hidden card's topic says it was suppressed by feedback (not "no card")."""
+    cards = patient_view(client)
+    override(app, client, cards[ANTIHISTAMINE], "already-addressed")
+    with client:
+        post_json(client, PATIENT_VIEW, patient_view_body(b.PATIENT_ID))
+        decisions = {d.topic: d.reason for d in g.hook_outcome.decisions}
+    assert decisions[IRON] is None
+    reason = decisions[ANTIHISTAMINE]
+    assert reason is not None and reason.code == "suppressed"
+    assert reason.text.startswith("suppressed: a clinician overrode this card")

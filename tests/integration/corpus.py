@@ -195,10 +195,15 @@ def reader_runs(path: Path) -> tuple[ReaderRun, ...]:
         plain = b.ENGINE.patient_view(picture)
         assert picture.has_rls or plain == [], f"cards without RLS for {patient_id}"
         rls = b.rls(patient_id=patient_id)
-        gated = b.ENGINE.patient_view(
+        gated, decisions = b.ENGINE.decide_patient_view(
             build_picture(data | {"rls": rls}, patient_id, b.NOW, VALUE_SETS)
         )
         problems = finding_problems(gated, by_reference([*resources, rls]))
+        problems += [
+            f"{d.topic}: no card without a reason"
+            for d in decisions.values()
+            if d.reason is not None and d.reason.code == "unexplained"
+        ]
         runs.append(
             ReaderRun(patient_id, picture.report, tuple(f.topic for f in gated), tuple(problems))
         )

@@ -257,11 +257,16 @@ def test_check_prints_cards_and_a_report_of_each_query(capsys, fhir_server):
     assert "secret-check-token" not in out + err
 
 
-def test_check_against_a_dead_server_exits_1_naming_the_keys(capsys):
+def test_check_against_a_dead_server_exits_1_with_the_table_and_a_hint(capsys):
+    """Issue 19: the per-query table is kept on a 412, with what to check; then one line."""
     code = main(["check", "--fhir-server", "http://127.0.0.1:9/fhir", "--patient", "x"])
     _, err = capsys.readouterr()
     assert code == 1
-    assert err.startswith("rls-cds: 412") and "labs" in err and err.count("\n") == 1
+    lines = err.rstrip().splitlines()
+    assert lines[0] == "FHIR queries:" and "no answer" in lines[1]
+    assert "  not read: labs (could not connect)" in lines
+    assert "hint: connection refused or no such host: check the --fhir-server URL" in lines
+    assert lines[-1].startswith("rls-cds: 412") and "labs" in lines[-1]
 
 
 def topics_of(response: dict) -> list[str]:

@@ -126,3 +126,25 @@ def already_on_record(
     if order.state == "pending":
         return order, f"{what} is already ordered ({order.name}, {when}): not suggested again."
     return order, f"{what} was done on {when} ({order.name}): not suggested again."
+
+
+#: How a reason names an analyte ("ferritin 180 ng/mL on 2026-10-01").
+ANALYTE_WORDS = {"transferrin-saturation": "TSAT", "egfr": "eGFR", "body-weight": "weight"}
+
+
+def dated(lab: LabResult) -> str:
+    """`ferritin 180 ng/mL on 2026-10-01`: a lab as a reason names it."""
+    word = ANALYTE_WORDS.get(lab.analyte, lab.analyte)
+    return f"{word} {format_lab(lab)} on {lab.effective.date().isoformat()}"
+
+
+def recent_words(t: Params) -> str:
+    """`in the last 365 days`: the recency window as a reason names it."""
+    return f"in the last {t[RECENT]:g} days"
+
+
+def order_words(order: OrderFact) -> str:
+    """`Ferritin (ordered 2026-11-02)`: an order on record as a reason names it."""
+    when = order.when.date().isoformat() if order.when else "date not recorded"
+    state = "ordered" if order.state == "pending" else "done"
+    return f"{order.name} ({state} {when})"

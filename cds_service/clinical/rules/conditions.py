@@ -8,7 +8,7 @@ within the recency window; the card then says so instead.
 from __future__ import annotations
 
 from cds_service.clinical.facts import ConditionFact
-from cds_service.clinical.findings import Finding
+from cds_service.clinical.findings import Finding, NoCard
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
     Params,
@@ -33,7 +33,7 @@ def neuropathy_or_radiculopathy(picture: PatientPicture, t: Params) -> list[Find
     found = [*picture.active_conditions(NEUROPATHY), *picture.active_conditions(RADICULOPATHY)]
     return _problem_card(
         picture, t, "neuropathy-or-radiculopathy", found, "order-nerve-conduction",
-        "A nerve conduction study or EMG",
+        "A nerve conduction study or EMG", "active neuropathy or radiculopathy",
     )  # fmt: skip
 
 
@@ -41,8 +41,9 @@ def venous_insufficiency(picture: PatientPicture, t: Params) -> list[Finding]:
     """`venous-insufficiency`: chronic venous disease of the legs; venous duplex."""
     found = picture.active_conditions(VENOUS)
     return _problem_card(
-        picture, t, "venous-insufficiency", found, "order-venous-duplex", "A venous duplex"
-    )
+        picture, t, "venous-insufficiency", found, "order-venous-duplex", "A venous duplex",
+        "active venous insufficiency",
+    )  # fmt: skip
 
 
 def peripheral_arterial_disease(picture: PatientPicture, t: Params) -> list[Finding]:
@@ -50,7 +51,7 @@ def peripheral_arterial_disease(picture: PatientPicture, t: Params) -> list[Find
     found = picture.active_conditions(PAD)
     return _problem_card(
         picture, t, "peripheral-arterial-disease", found, "order-ankle-brachial-index",
-        "An ankle-brachial index",
+        "An ankle-brachial index", "active peripheral arterial disease",
     )  # fmt: skip
 
 
@@ -69,8 +70,12 @@ def prior_dvt(picture: PatientPicture, t: Params) -> list[Finding]:
             if c.clinical_status in PAST or (c.since is not None and c.since < earliest)
         ),
     ]
+    looked_for = (
+        f"past DVT (an acute DVT begun within {t['acute_dvt_history_days']:g} days, "
+        "or undated, counts as a current clot)"
+    )
     findings = _problem_card(
-        picture, t, "prior-dvt", found, "order-venous-duplex", "A venous duplex"
+        picture, t, "prior-dvt", found, "order-venous-duplex", "A venous duplex", looked_for
     )
     if findings and findings[0].suggestions is None and picture.active_conditions(VENOUS):
         finding = findings[0]
@@ -94,9 +99,13 @@ def _problem_card(
     found: list[ConditionFact],
     order_set: str,
     what: str,
+    looked_for: str,
 ) -> list[Finding]:
     if not found:
-        return []
+        return NoCard(
+            "no-condition",
+            f"no {looked_for} on the problem list (conditions read: {len(picture.conditions)})",
+        )
     unique = list({c.source: c for c in found}.values())
     data = [condition_point(c) for c in unique]
     order, note = already_on_record(picture, order_set, t.window(), what)

@@ -13,12 +13,11 @@ past the menopause age, iron deficiency needs a cause, and the card suggests loo
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import replace
 from datetime import timedelta
 
 from cds_service.clinical.facts import LabResult, MedicationFact
-from cds_service.clinical.findings import CardNote, DataPoint, Finding
+from cds_service.clinical.findings import CardNote, DataPoint, Finding, NoCard
 from cds_service.clinical.iron_gate import IronFacts, describe_points, describe_uses
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules import pregnancy
@@ -30,13 +29,13 @@ from cds_service.clinical.rules.common import (
     below,
     condition_point,
     data_point,
+    dated,
     format_lab,
     lab_points,
-    pending,
+    order_words,
+    recent_words,
 )
 from cds_service.clinical.rules.kidney import failing_egfr
-
-Thresholds = Mapping[str, float]
 
 BELOW_TARGET = "iron-below-target"
 FERRITIN = "ferritin"
@@ -56,14 +55,16 @@ CAUSE_WORKUP = {"gi-referral": "order-gi-evaluation", "coeliac-serology": "order
 def studies_due(picture: PatientPicture, t: Params) -> list[Finding]:
     """`iron-studies-due`: no ferritin within the recency window, and none ordered."""
     window = t.window()
-    if picture.latest(FERRITIN, window) is not None:
-        return []
-    if pending(picture, ORDER_IRON, window):
-        return []
+    recent = picture.latest(FERRITIN, window)
+    if recent is not None:
+        return NoCard("ferritin-recent", f"measured {recent_words(t)}: {dated(recent)}")
+    order = picture.order_on_record(ORDER_IRON, window)
+    if order is not None and order.state == "pending":
+        return NoCard("already-ordered", f"already ordered: {order_words(order)}")
     # One card per action in pregnancy: the pregnancy card carries the ferritin order (with
     # its pregnancy target), so this card does not fire beside it (docs/card-topics.md).
     if pregnancy.is_pregnant(picture, t):
-        return []
+        return NoCard("pregnancy-card", "pregnant: the pregnancy card carries the ferritin")
     older = next(iter(picture.on_record(FERRITIN)), None)
     if older is None:
         return [Finding("iron-studies-due", "never", {})]
@@ -99,8 +100,8 @@ def below_target(picture: PatientPicture, t: Params) -> list[Finding]:
         found = _low(ferritin, tsat, t["child_ferritin_below"], t, "child")
     else:
         found = _below_target_adult(ferritin, tsat, t)
-    if found is None:
-        return []
+    if isinstance(found, NoCard):
+        return found
     found = _when_no_iron_fits(found, picture, t)
     if child:
         found = _with_dose_by_weight(found, picture, t)
@@ -130,13 +131,13 @@ def _when_no_iron_fits(found: Finding, picture: PatientPicture, t: Params) -> Fi
 
 
 def _below_target_adult(
-    ferritin: LabResult | None, tsat: LabResult | None, t: Thresholds
-) -> Finding | None:
+    ferritin: LabResult | None, tsat: LabResult | None, t: Params
+) -> Finding | NoCard:
     """Oral or IV iron at ferritin <= 75 or TSAT < 20 %; IV only at 75 < ferritin <= 100."""
     ferritin_low = ferritin is not None and at_most(ferritin, t["ferritin_iv_max"])
     tsat_low = tsat is not None and below(tsat, t["tsat_low"])
     if not (ferritin_low or tsat_low):
-        return None
+        return _at_target(ferritin, tsat, f"is above {t['ferritin_iv_max']:g}", t)
     if tsat_low or (ferritin is not None and at_most(ferritin, t["ferritin_oral_max"])):
         return _finding("oral-or-iv", ferritin, tsat)
     return _finding("iv-only", ferritin, tsat)
@@ -146,31 +147,52 @@ def _low(
     ferritin: LabResult | None,
     tsat: LabResult | None,
     ferritin_below: float,
-    t: Thresholds,
+    t: Params,
     variant: str,
-) -> Finding | None:
+) -> Finding | NoCard:
     """Pregnancy (IRLSSG consensus: ferritin < 75) and children (AASM: ferritin < 50): one
     threshold, no IV-only band."""
     ferritin_low = ferritin is not None and below(ferritin, ferritin_below)
     tsat_low = tsat is not None and below(tsat, t["tsat_low"])
-    return _finding(variant, ferritin, tsat) if ferritin_low or tsat_low else None
+    if ferritin_low or tsat_low:
+        return _finding(variant, ferritin, tsat)
+    return _at_target(ferritin, tsat, f"is not below the {variant} target {ferritin_below:g}", t)
 
 
 def _below_target_esrd(
     variant: str,
     ferritin: LabResult | None,
     tsat: LabResult | None,
-    t: Thresholds,
+    t: Params,
     extra: dict[str, str],
     basis: tuple[DataPoint, ...],
-) -> Finding | None:
+) -> Finding | NoCard:
     """ESRD targets: ferritin < 200 ng/mL and TSAT < 20 %, both measured."""
+    targets = f"kidney failure targets ferritin < {t['esrd_ferritin_below']:g} and TSAT < "
+    targets += f"{t['tsat_low']:g} %"
     if ferritin is None or tsat is None:
-        return None
+        unmeasured = " and ".join(
+            name for name, lab in (("ferritin", ferritin), ("TSAT", tsat)) if lab is None
+        )
+        return NoCard(
+            "iron-not-measured", f"{targets} need both: no {unmeasured} {recent_words(t)}"
+        )
     if not (below(ferritin, t["esrd_ferritin_below"]) and below(tsat, t["tsat_low"])):
-        return None
+        return NoCard("iron-at-target", f"{targets}: {dated(ferritin)}, {dated(tsat)}")
     found = _finding(variant, ferritin, tsat, **extra)
     return replace(found, data=(*basis, *found.data))
+
+
+def _at_target(
+    ferritin: LabResult | None, tsat: LabResult | None, ferritin_words: str, t: Params
+) -> NoCard:
+    """Why iron is not below target: each measured value against its limit, or nothing
+    measured in the window."""
+    if ferritin is None and tsat is None:
+        return NoCard("iron-not-measured", f"no ferritin and no TSAT {recent_words(t)}")
+    parts = [f"{dated(ferritin)} {ferritin_words}"] if ferritin else ["no ferritin"]
+    parts.append(f"{dated(tsat)} is not below {t['tsat_low']:g}" if tsat else "no TSAT")
+    return NoCard("iron-at-target", "; ".join(parts))
 
 
 def _finding(

@@ -14,7 +14,7 @@ from typing import Any
 
 from cds_service.clinical.dosing import DoseBand, DrugDosing, daily_dose_mg, product_strength_mg
 from cds_service.clinical.facts import ConditionFact, LabResult, MedicationFact
-from cds_service.clinical.findings import CardNote, DataPoint, Evidence, Finding, Target
+from cds_service.clinical.findings import CardNote, DataPoint, Evidence, Finding, NoCard, Target
 from cds_service.clinical.kidney import UNKNOWN_PHRASE, KidneyFunction, kidney_function
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
@@ -22,11 +22,13 @@ from cds_service.clinical.rules.common import (
     below,
     condition_point,
     data_point,
+    dated,
     format_lab,
     lab_points,
     medication_point,
     names,
-    pending,
+    order_words,
+    recent_words,
 )
 from cds_service.clinical.rules.pregnancy import is_pregnant
 
@@ -53,16 +55,26 @@ def renal_function_due(picture: PatientPicture, t: Params) -> list[Finding]:
     and never with ESRD or dialysis on the problem list (their kidney function is known to be
     failing and followed by the kidney team)."""
     window = t.window()
-    if picture.active_conditions(ESRD) or picture.active_conditions(DIALYSIS):
-        return []
-    if picture.latest(CREATININE, window) or picture.latest(EGFR, window):
-        return []
-    if pending(picture, ORDER_KIDNEY, window):
-        return []
+    failing = [*picture.active_conditions(ESRD), *picture.active_conditions(DIALYSIS)]
+    if failing:
+        return NoCard(
+            "esrd-listed",
+            f"{failing[0].name} is on the problem list: kidney function is followed there",
+        )
+    recent = picture.latest(CREATININE, window) or picture.latest(EGFR, window)
+    if recent:
+        return NoCard("result-recent", f"measured {recent_words(t)}: {dated(recent)}")
+    order = picture.order_on_record(ORDER_KIDNEY, window)
+    if order is not None and order.state == "pending":
+        return NoCard("already-ordered", f"already ordered: {order_words(order)}")
     gabapentinoids = _gabapentinoids(picture)
     older = [r for r in (*picture.on_record(CREATININE), *picture.on_record(EGFR)) if r.reported]
-    if older and not gabapentinoids:
-        return []  # a result on record, none needed for a dose: no yearly reminder
+    if older and not gabapentinoids:  # a result on record, none needed for a dose
+        last = max(older, key=lambda r: r.effective)
+        return NoCard(
+            "no-gabapentinoid",
+            f"{dated(last)} is on record and no active gabapentinoid needs a dose check",
+        )
     notes: tuple[str, ...] = ()
     if gabapentinoids:
         notes = (
@@ -96,10 +108,20 @@ def kidney_disease(picture: PatientPicture, t: Params) -> list[Finding]:
     low = egfr is not None and below(egfr, t["egfr_below"])
     severe = egfr is not None and below(egfr, t["egfr_always_below"])
     if not (low or listed):
-        return []
+        seen = (
+            f"latest eGFR {recent_words(t)} not below {t['egfr_below']:g} ({dated(egfr)})"
+            if egfr
+            else f"no eGFR {recent_words(t)}"
+        )
+        return NoCard("kidney-function-ok", f"{seen}; no kidney disease on the problem list")
     gabapentinoids = _gabapentinoids(picture)
     if not (severe or advanced or gabapentinoids):
-        return []
+        seen = dated(egfr) if low and egfr else names(listed)
+        return NoCard(
+            "moderate-no-gabapentinoid",
+            f"{seen}: not below {t['egfr_always_below']:g} nor CKD 4-5, "
+            "and no active gabapentinoid to dose",
+        )
     data: list[DataPoint] = [condition_point(c) for c in listed]
     card_notes: list[CardNote] = []
     values = {"conditions": names(listed), "egfr": "not measured", "stage": ""}
@@ -198,7 +220,10 @@ class GabapentinoidDose:
         kidney = kidney_function(picture, t.window())
         medications = _gabapentinoids(picture)
         if not medications:
-            return []
+            return NoCard(
+                "no-gabapentinoid",
+                f"no active gabapentinoid (medications read: {len(picture.medications)})",
+            )
         above: list[_Checked] = []
         maximum: list[_Checked] = []
         unknown: list[_Checked] = []
@@ -223,7 +248,12 @@ class GabapentinoidDose:
             elif dose > limit + 1e-6:
                 above.append(checked)
         finding = self._finding(kidney, above, maximum, unknown, avoid)
-        if finding and is_pregnant(picture, t):
+        if not finding:
+            phrase = kidney.phrase() if kidney is not None else UNKNOWN_PHRASE
+            return NoCard(
+                "dose-within-label", f"{names(medications)}: dose within the label {phrase}"
+            )
+        if is_pregnant(picture, t):
             # Gabapentinoids are not advised in pregnancy: no one-click order that keeps one
             # going, whatever the dose.
             return [

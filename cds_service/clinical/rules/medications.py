@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from cds_service.clinical.findings import CardNote, Finding, Target
+from cds_service.clinical.findings import CardNote, Finding, NoCard, Target
 from cds_service.clinical.indications import indication_on_record
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import Params, condition_point, medication_point, names
@@ -25,7 +25,11 @@ REPORTED_ONLY = (
 def _class_card(picture: PatientPicture, topic: str, value_set: str, variant: str) -> list[Finding]:
     culprits = picture.medications_in(value_set)
     if not culprits:
-        return []
+        return NoCard(
+            "no-medication",
+            f"no {value_set.replace('-', ' ')} among the medications "
+            f"(medications read: {len(picture.medications)})",
+        )
     unique = list({m.source: m for m in culprits}.values())
     reported = [m for m in unique if not m.is_request]
     notes = (REPORTED_ONLY.format(names=names(reported)),) if reported else ()
@@ -49,7 +53,7 @@ def sedating_antihistamine(picture: PatientPicture, t: Params) -> list[Finding]:
     meclizine for vertigo, doxylamine-pyridoxine in pregnancy) is named."""
     found = _class_card(picture, "sedating-antihistamine", "sedating-antihistamine", "default")
     if not found:
-        return []
+        return found  # its NoCard: why no card
     pregnant = is_pregnant(picture, t)
     culprits = list(
         {m.source: m for m in picture.medications_in("sedating-antihistamine")}.values()
@@ -98,7 +102,7 @@ def dopamine_agonist_augmentation(picture: PatientPicture, t: Params) -> list[Fi
     else:
         variant = "default"
     found = _class_card(picture, "dopamine-agonist-augmentation", "dopamine-agonist", variant)
-    if variant == "parkinson":
+    if found and variant == "parkinson":
         conditions = names(picture.active_conditions(PARKINSON))
         return [
             replace(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cds_service.clinical.facts import ConditionFact, LabResult
-from cds_service.clinical.findings import DataPoint, Finding
+from cds_service.clinical.findings import DataPoint, Finding, NoCard
 from cds_service.clinical.picture import PatientPicture
 from cds_service.clinical.rules.common import (
     Params,
@@ -174,7 +174,11 @@ def pregnancy(picture: PatientPicture, t: Params) -> list[Finding]:
     """`pregnancy`: pregnant now; ferritin and its pregnancy target, and drugs to avoid."""
     found = current(picture, t)
     if found is None:
-        return []
+        return NoCard(
+            "not-pregnant",
+            "no current pregnancy on record (pregnancy conditions, tests and gestational "
+            f"age read; conditions read: {len(picture.conditions)})",
+        )
     points = [*found.evidence]
     dating = found.gestation_point()
     if dating is not None:
