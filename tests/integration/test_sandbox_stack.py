@@ -69,17 +69,22 @@ def running_stack(*extra: str, fhir_port: int | None = None) -> Iterator[Stack]:
          "--fhir-port", str(fhir_port), "--origins", ORIGIN, *extra],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    lines: list[str] = []
-    deadline = time.monotonic() + 90
-    while not any("Ctrl-C stops both" in line for line in lines):
-        line = process.stdout.readline()
-        assert line or process.poll() is None, "".join(lines)
-        assert time.monotonic() < deadline, "".join(lines)
-        lines.append(line)
-    banner = "".join(lines)
-    service = re.search(r"CDS services \(discovery\): (\S+)/cds-services", banner).group(1)
-    fhir = re.search(r"FHIR server: +(\S+)", banner).group(1)
-    yield Stack(service, fhir, banner)
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 90
+        while not any("Ctrl-C stops both" in line for line in lines):
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, "".join(lines)
+            lines.append(line)
+        banner = "".join(lines)
+        service = re.search(r"CDS services \(discovery\): (\S+)/cds-services", banner).group(1)
+        fhir = re.search(r"FHIR server: +(\S+)", banner).group(1)
+        yield Stack(service, fhir, banner)
+    except BaseException:  # a failed start, or a fixture body that failed: stop it anyway
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        raise
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     for port_used in (port, fhir_port):
@@ -185,7 +190,7 @@ def auth_stack(tmp_path_factory, sandbox_key) -> Iterator[Stack]:
     key in place of the published one; the demo data moved to today (SHIFT)."""
     fhir_port = free_port()
     directory = tmp_path_factory.mktemp("sandbox-auth")
-    entry = {**sandbox_client(f"http://127.0.0.1:{fhir_port}/fhir")}
+    entry = sandbox_client(f"http://127.0.0.1:{fhir_port}/fhir")
     entry["jwks"] = {"keys": [sandbox_key.jwk()]}
     clients = directory / "trusted-clients.json"
     clients.write_text(json.dumps([entry]), "utf-8")
