@@ -32,11 +32,13 @@ run: $(RUNTIME)
 	$(BIN)/rls-cds serve --demo --host $(HOST) --port $(PORT)
 
 # The service and a FHIR server with the demo patients, both with CORS, for a browser client
-# such as the CDS Hooks Sandbox (README: "Try it in the CDS Hooks sandbox").
+# such as the CDS Hooks Sandbox (README: "Try it in the CDS Hooks sandbox"). AUTH=on checks
+# JWTs, trusting the sandbox's published key (TRUSTED_CLIENTS=file: those clients instead).
 FHIR_PORT ?= 8090
 sandbox: $(DEV) $(NPM_STAMP)
 	$(BIN)/python -m tests.sandbox_stack --port $(PORT) --fhir-port $(FHIR_PORT) \
-		$(if $(ORIGINS),--origins $(ORIGINS))
+		$(if $(ORIGINS),--origins $(ORIGINS)) $(if $(filter on,$(AUTH)),--auth) \
+		$(if $(TRUSTED_CLIENTS),--trusted-clients $(TRUSTED_CLIENTS))
 
 # What the suite needs beyond Python: checked (and installed where it can be) before pytest.
 prereqs:

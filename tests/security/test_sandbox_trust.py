@@ -31,6 +31,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests import builders as b
+from tests.sandbox_stack import SANDBOX_JWKS
 from tests.security.conftest import HOOK_PATH, LOCAL, Signer
 from tests.security.stub_host import StubHost, stub_host
 
@@ -43,16 +44,9 @@ OFF_LOOPBACK = ("sandbox.cds-hooks.org", "launch.smarthealthit.org")
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 FHIR_TOKEN = "zz-lent-fhir-token-19"
 #: The public key the sandbox publishes at SANDBOX_JKU (its repository, cds-hooks/sandbox:
-#: .well-known/jwks.json); its private half is in that repository too, so it is not used here.
-SANDBOX_PUBLISHED_JWK = {
-    "kty": "EC",
-    "use": "sig",
-    "crv": "P-384",
-    "kid": SANDBOX_KID,
-    "x": "dw_JGR8nB2I6XveNxUOl2qk699ZPLM2nYI5STSdiEl9avAkrm3CkfYMbrrjr8laB",
-    "y": "Sm3mLE-n1zYNla_aiE3cb3nZsL51RbC7ysw3q8aJLxGm-hx79RPMYpITDjp7kgzy",
-    "alg": "ES384",
-}
+#: .well-known/jwks.json), from the project's one copy; its private half is in that
+#: repository too, so it is not used here.
+(SANDBOX_PUBLISHED_JWK,) = json.loads(SANDBOX_JWKS.read_text("utf-8"))["keys"]
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
