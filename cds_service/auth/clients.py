@@ -27,6 +27,7 @@ from pydantic import (
 
 from cds_service.auth.keys import KeySet
 from cds_service.outbound import UrlRefused, prefix_target, target
+from cds_service.stored_text import CLIENT_CHARS, storable
 
 LOOPBACK = {"127.0.0.1", "localhost", "[::1]"}
 
@@ -62,16 +63,24 @@ class TrustedClient(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    iss: str = Field(min_length=1, description="The `iss` its JWTs carry.")
+    iss: str = Field(min_length=1, max_length=CLIENT_CHARS, description="The `iss` its JWTs carry.")
     jwks_url: str | None = Field(None, description="Where its JWK Set is published.")
     jwks: dict[str, Any] | None = Field(None, description="Its JWK Set, inline.")
     jku_allowlist: tuple[str, ...] = Field(
         (), description="The exact URLs a token's `jku` header may name (no prefixes)."
     )
-    tenant: str | None = Field(None, min_length=1, description="Its tenant, when it sends one.")
+    tenant: str | None = Field(
+        None, min_length=1, max_length=CLIENT_CHARS, description="Its tenant, when it sends one."
+    )
     fhir_servers: tuple[str, ...] = Field(
         (), description="FHIR server URL prefixes it may name as `fhirServer`."
     )
+
+    @field_validator("iss", "tenant")
+    @classmethod
+    def _storable(cls, value: str | None) -> str | None:
+        """Both are stored with every card and feedback item (cds_service.stored_text)."""
+        return None if value is None else storable(value)
 
     @field_validator("jwks_url")
     @classmethod

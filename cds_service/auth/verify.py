@@ -15,7 +15,7 @@ In order, each step refusing with 401 (AuthenticationFailed) and a logged reason
 5. signature, then claims: ``iss``, ``aud`` equal to the URL called (string or array),
    ``exp``, ``iat`` (not ahead of our clock by more than the leeway), ``nbf`` when sent,
    ``jti``; a lifetime of at most MAX_LIFETIME_S; ``tenant``, when both the token and the
-   client entry carry one, must agree;
+   client entry carry one, must agree, and must fit the store (cds_service.stored_text);
 6. the ``jti`` is new and the token not older than the replay records (replay store; 429
    when the issuer holds its share of records, 503 when the store cannot tell).
 
@@ -39,6 +39,7 @@ from cds_service.auth.model import Client
 from cds_service.auth.replay import ReplayStore, Use
 from cds_service.errors import AuthenticationFailed
 from cds_service.outbound import AllowList
+from cds_service.stored_text import CLIENT_CHARS, storable
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,21 @@ def _checked_claims(claims: dict[str, Any], client: TrustedClient) -> str:
     if claims["exp"] - claims["iat"] > MAX_LIFETIME_S:
         raise _Refused(f"the token lives longer than {MAX_LIFETIME_S} s", iss=client.iss)
     tenant = claims.get("tenant")
+    if isinstance(tenant, str) and not _storable_tenant(tenant):
+        raise _Refused(
+            f"tenant must be at most {CLIENT_CHARS} characters, without NUL or lone surrogates",
+            iss=client.iss,
+        )
     if client.tenant is not None and tenant is not None and tenant != client.tenant:
         raise _Refused("tenant is not the client's tenant", iss=client.iss)
     return jti
+
+
+def _storable_tenant(tenant: str) -> bool:
+    """Whether the store can hold the tenant (it is stored with every card and feedback
+    item): else the cards issued to it could never be recorded (issue 17)."""
+    try:
+        storable(tenant)
+    except ValueError:
+        return False
+    return len(tenant) <= CLIENT_CHARS

@@ -10,6 +10,9 @@ its service: feedback is accepted only from that client at that service. Rows wr
 before migration 0002 have issuer and tenant NULL ("issued before tenant binding"): they
 still count in the report, but no client can send feedback on them and they suppress
 nothing (their pseudonyms were of the id alone).
+
+The widths are those of cds_service.stored_text, which the wire models check: nothing the
+service accepts is refused by a column.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from cds_service.stored_text import CLIENT_CHARS, ID_CHARS, REASON_CODE_CHARS, URI_CHARS
+
 
 class Base(DeclarativeBase):
     pass
@@ -27,15 +32,15 @@ class Base(DeclarativeBase):
 class IssuedCard(Base):
     __tablename__ = "issued_card"
 
-    card_uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    service_id: Mapped[str] = mapped_column(String(64))
-    topic: Mapped[str] = mapped_column(String(64))
-    hook_instance: Mapped[str] = mapped_column(String(64))
-    patient_key: Mapped[str] = mapped_column(String(64))
+    card_uuid: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(ID_CHARS))
+    topic: Mapped[str] = mapped_column(String(ID_CHARS))
+    hook_instance: Mapped[str] = mapped_column(String(ID_CHARS))
+    patient_key: Mapped[str] = mapped_column(String(ID_CHARS))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    issuer: Mapped[str | None] = mapped_column(String(255))
+    issuer: Mapped[str | None] = mapped_column(String(CLIENT_CHARS))
     """The `iss` of the client the card was issued to; NULL before migration 0002."""
-    tenant: Mapped[str | None] = mapped_column(String(255))
+    tenant: Mapped[str | None] = mapped_column(String(CLIENT_CHARS))
     """Its tenant ('' when it has none); NULL before migration 0002."""
 
     __table_args__ = (
@@ -47,25 +52,25 @@ class IssuedCard(Base):
 class IssuedSuggestion(Base):
     __tablename__ = "issued_suggestion"
 
-    suggestion_uuid: Mapped[str] = mapped_column(String(64), primary_key=True)
-    card_uuid: Mapped[str] = mapped_column(String(64), index=True)
+    suggestion_uuid: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    card_uuid: Mapped[str] = mapped_column(String(ID_CHARS), index=True)
 
 
 class Feedback(Base):
     __tablename__ = "feedback"
 
-    item_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_key: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
     """SHA-256 of the item as sent (canonical JSON): the same item twice is one row."""
-    card_uuid: Mapped[str] = mapped_column(String(64), index=True)
-    service_id: Mapped[str] = mapped_column(String(64))
+    card_uuid: Mapped[str] = mapped_column(String(ID_CHARS), index=True)
+    service_id: Mapped[str] = mapped_column(String(ID_CHARS))
     outcome: Mapped[str] = mapped_column(String(16))
     accepted_suggestions: Mapped[list[str]] = mapped_column(JSON)
-    reason_system: Mapped[str | None] = mapped_column(String(255))
-    reason_code: Mapped[str | None] = mapped_column(String(128))
+    reason_system: Mapped[str | None] = mapped_column(String(URI_CHARS))
+    reason_code: Mapped[str | None] = mapped_column(String(REASON_CODE_CHARS))
     user_comment: Mapped[str | None] = mapped_column(Text)
     outcome_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    client: Mapped[str] = mapped_column(String(255))
+    client: Mapped[str] = mapped_column(String(CLIENT_CHARS))
     """The issuer of the client that sent it ('demo' in demo mode)."""
-    tenant: Mapped[str | None] = mapped_column(String(255))
+    tenant: Mapped[str | None] = mapped_column(String(CLIENT_CHARS))
     """The tenant of the client that sent it ('' for none); NULL before migration 0002."""

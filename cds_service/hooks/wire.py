@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -24,6 +25,14 @@ from pydantic import (
 )
 
 from cds_service.outbound import UrlRefused, canonical
+from cds_service.stored_text import (
+    ID_CHARS,
+    OTHER_TEXT_CHARS,
+    REASON_CODE_CHARS,
+    URI_CHARS,
+    USER_COMMENT_CHARS,
+    storable,
+)
 
 NonEmpty = Annotated[StrictStr, StringConstraints(min_length=1, max_length=1024)]
 #: RFC 6750 bearer tokens are visible ASCII; anything else cannot go in an HTTP header.
@@ -133,25 +142,51 @@ CONTEXT_MODELS: dict[str, type[_Wire]] = {
 }
 
 
+#: Feedback text: each bounded by the column it is stored in (an accepted suggestion's id,
+#: stored in a JSON list, by OTHER_TEXT_CHARS; a reason's display, stored nowhere, only by
+#: the body size) and refused when it holds what no database column can (a NUL, a lone
+#: surrogate): a value only the database refuses would be a 503 that no retry cures.
+CardId = Annotated[
+    StrictStr, StringConstraints(min_length=1, max_length=ID_CHARS), AfterValidator(storable)
+]
+ReasonSystem = Annotated[
+    StrictStr, StringConstraints(min_length=1, max_length=URI_CHARS), AfterValidator(storable)
+]
+ReasonCode = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=REASON_CODE_CHARS),
+    AfterValidator(storable),
+]
+UserComment = Annotated[
+    StrictStr, StringConstraints(max_length=USER_COMMENT_CHARS), AfterValidator(storable)
+]
+Display = Annotated[StrictStr, AfterValidator(storable)]
+SuggestionId = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=OTHER_TEXT_CHARS),
+    AfterValidator(storable),
+]
+
+
 class FeedbackCoding(_Wire):
-    system: NonEmpty
-    code: NonEmpty
-    display: StrictStr | None = None
+    system: ReasonSystem
+    code: ReasonCode
+    display: Display | None = None
 
 
 class OverrideReason(_Wire):
     reason: FeedbackCoding | None = None
-    userComment: Annotated[StrictStr, StringConstraints(max_length=10_000)] | None = None
+    userComment: UserComment | None = None
 
 
 class AcceptedSuggestion(_Wire):
-    id: NonEmpty
+    id: SuggestionId
 
 
 class FeedbackItem(_Wire):
     """One card's outcome (spec: Feedback). `acceptedSuggestions` is required when accepted."""
 
-    card: NonEmpty
+    card: CardId
     outcome: Literal["accepted", "overridden"]
     acceptedSuggestions: list[AcceptedSuggestion] = Field(default_factory=list, max_length=100)
     overrideReason: OverrideReason | None = None

@@ -200,6 +200,18 @@ class TestClaims:
         assert post_hook(client, es384.token()).status_code == 200
         assert_refused(post_hook(client, es384.token(tenant="hospital-2")), "tenant")
 
+    @pytest.mark.parametrize("tenant", ["t" * 256, "hospital\x00-1"], ids=["too-long", "nul"])
+    def test_a_tenant_no_store_column_can_hold_is_refused(self, client, es384, tenant):
+        """Issue 17: cards issued to such a tenant could never be recorded on PostgreSQL
+        (and took the other answers of their batch with them); feedback from it was a 503
+        no retry could cure."""
+        response = post_hook(client, es384.token(tenant=tenant))
+        assert_refused(response, "tenant")
+        assert tenant not in response.get_data(as_text=True)
+
+    def test_a_tenant_at_the_store_columns_width_passes(self, client, es384):
+        assert post_hook(client, es384.token(tenant="t" * 255)).status_code == 200
+
 
 class TestReplayInMemory:
     def test_replayed_jti_is_refused(self, client, es384):

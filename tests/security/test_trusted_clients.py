@@ -31,6 +31,11 @@ class TestValidEntries:
     def test_loopback_http_key_urls_are_allowed_for_local_testing(self):
         parse_trusted_clients([entry(jwks_url="http://127.0.0.1:9000/jwks.json")])
 
+    def test_issuer_and_tenant_at_the_store_columns_width(self):
+        iss = "https://ehr.example/" + "i" * 235
+        (client,) = parse_trusted_clients([entry(iss=iss, tenant="t" * 255)]).values()
+        assert (len(client.iss), len(client.tenant or "")) == (255, 255)
+
     def test_union_of_every_clients_fhir_servers(self):
         other = entry(iss="https://b.example", fhir_servers=["https://b.example/fhir", FHIR])
         assert parse_trusted_clients([entry(), other]).fhir_servers == (
@@ -55,6 +60,11 @@ class TestInvalidEntries:
             ([entry(jwks_uri=URL)], ["jwks_uri", "Extra inputs"]),
             ([entry(), entry()], ["entry 1", "repeats"]),
             (["not an object"], ["entry 0"]),
+            # what no column of the store could hold (issue 17): 255 characters, no NUL
+            ([entry(iss="https://ehr.example/" + "i" * 236)], ["entry 0", "iss", "255"]),
+            ([entry(iss="https://ehr.example/\x00")], ["entry 0", "iss", "NUL"]),
+            ([entry(tenant="t" * 256)], ["entry 0", "tenant", "255"]),
+            ([entry(tenant="t\x00")], ["entry 0", "tenant", "NUL"]),
         ],
     )
     def test_problem_is_named(self, data, fragments):
