@@ -166,6 +166,9 @@ def register(app: Flask) -> None:
         code = (error.name or "error").lower().replace(" ", "-")
         response = jsonify({"error": code, "message": error.description or error.name})
         response.status_code = error.code or 500
+        for name, value in error.get_headers():  # Allow on 405 (RFC 9110), and the like
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
     @app.errorhandler(Exception)

@@ -223,6 +223,25 @@ class TestBadRequests:
         assert response.status_code == 405
         assert response.get_json()["error"]
 
+    @pytest.mark.parametrize(
+        ("method", "url", "allowed"),
+        [
+            ("GET", HOOK_URL, {"POST"}),
+            ("PUT", HOOK_URL, {"POST"}),
+            ("GET", HOOK_URL + "/feedback", {"POST"}),
+            ("DELETE", HOOK_URL + "/feedback", {"POST"}),
+            ("POST", "/cds-services", {"GET", "HEAD"}),
+        ],
+        ids=["hook-get", "hook-put", "feedback-get", "feedback-delete", "discovery-post"],
+    )
+    def test_405_names_the_allowed_methods(self, client, method, url, allowed):
+        """RFC 9110, 15.5.6: a 405 answer carries Allow (issue 17)."""
+        response = client.open(url, method=method)
+        assert response.status_code == 405
+        assert response.get_json()["error"] == "method-not-allowed"
+        methods = {m.strip() for m in response.headers["Allow"].split(",")}
+        assert allowed <= methods and method not in methods
+
     def test_body_above_the_limit_is_413(self, tmp_path):
         settings = Settings(demo=True, data_dir=tmp_path, max_body_bytes=4096)
         client = create_app(settings, clock=lambda: b.NOW).test_client()
