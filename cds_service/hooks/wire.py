@@ -65,8 +65,23 @@ class FhirAuthorization(_Wire):
         return value
 
 
+#: `fhirAuthorization` requires `fhirServer` (spec: "If fhirAuthorization is provided, this
+#: field is REQUIRED"), in the OpenAPI document as the service checks it (_server_with_token):
+#: the key (dependentRequired), and a string when the token is an object (if/then).
+_SERVER_WITH_TOKEN: dict[str, Any] = {
+    "dependentRequired": {"fhirAuthorization": ["fhirServer"]},
+    "if": {
+        "required": ["fhirAuthorization"],
+        "properties": {"fhirAuthorization": {"type": "object"}},
+    },
+    "then": {"required": ["fhirServer"], "properties": {"fhirServer": {"type": "string"}}},
+}
+
+
 class HookRequest(_Wire):
     """The envelope common to every hook; `context` is checked per hook afterwards."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=_SERVER_WITH_TOKEN)
 
     hook: NonEmpty
     hookInstance: UUID
@@ -183,8 +198,23 @@ class AcceptedSuggestion(_Wire):
     id: SuggestionId
 
 
+#: `acceptedSuggestions`, with one suggestion at least, when the outcome is accepted: in the
+#: OpenAPI document as FeedbackItem._outcome_fields checks it.
+_SUGGESTIONS_WHEN_ACCEPTED: dict[str, Any] = {
+    "if": {"required": ["outcome"], "properties": {"outcome": {"const": "accepted"}}},
+    "then": {
+        "required": ["acceptedSuggestions"],
+        "properties": {"acceptedSuggestions": {"minItems": 1}},
+    },
+}
+
+
 class FeedbackItem(_Wire):
     """One card's outcome (spec: Feedback). `acceptedSuggestions` is required when accepted."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, json_schema_extra=_SUGGESTIONS_WHEN_ACCEPTED
+    )
 
     card: CardId
     outcome: Literal["accepted", "overridden"]

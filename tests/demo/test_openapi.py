@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 from cds_service.api.demo_data import HOOKS
 from cds_service.app import create_app
 from cds_service.settings import Settings
-from tests.builders import NOW
+from tests.builders import NOW, hook_request
 from tests.fixture_requests import REQUESTS
 
 CHECKS = [
@@ -106,6 +106,77 @@ class TestDocument:
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         validator = Draft202012Validator({**schema, "components": spec["components"]})
         assert list(validator.iter_errors(body)) == []
+
+
+FHIR = "https://ehr.example.org/fhir/R4"
+TOKEN = {
+    "access_token": "lent-token",
+    "token_type": "Bearer",
+    "expires_in": 300,
+    "scope": "patient/*.read",
+    "subject": "rls-cds",
+}
+ACCEPTED = {"card": "c-1", "outcome": "accepted", "outcomeTimestamp": "2026-11-28T12:00:00Z"}
+#: The two cross-field rules (issue 17): a body breaking one, a body keeping it, and the
+#: document's schema and the request's URL.
+CROSS_FIELD = {
+    "fhirAuthorization-without-fhirServer": (
+        "PatientViewRequest",
+        "/cds-services/rls-secondary-causes",
+        lambda: {**hook_request(), "fhirAuthorization": TOKEN},
+        lambda: {**hook_request(), "fhirAuthorization": TOKEN, "fhirServer": FHIR},
+    ),
+    "fhirAuthorization-with-a-null-fhirServer": (
+        "PatientViewRequest",
+        "/cds-services/rls-secondary-causes",
+        lambda: {**hook_request(), "fhirAuthorization": TOKEN, "fhirServer": None},
+        lambda: {**hook_request(), "fhirAuthorization": None, "fhirServer": None},
+    ),
+    "accepted-without-acceptedSuggestions": (
+        "FeedbackRequest",
+        "/cds-services/rls-secondary-causes/feedback",
+        lambda: {"feedback": [ACCEPTED]},
+        lambda: {"feedback": [{**ACCEPTED, "acceptedSuggestions": [{"id": "s-1"}]}]},
+    ),
+    "accepted-with-no-suggestion": (
+        "FeedbackRequest",
+        "/cds-services/rls-secondary-causes/feedback",
+        lambda: {"feedback": [{**ACCEPTED, "acceptedSuggestions": []}]},
+        lambda: {"feedback": [{**ACCEPTED, "outcome": "overridden"}]},
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("schema", "url", "broken", "kept"), CROSS_FIELD.values(), ids=CROSS_FIELD.keys()
+)
+def test_the_cross_field_rules_are_documented_and_enforced_alike(
+    api_app: Flask, schema: str, url: str, broken, kept
+):
+    """The document states the rules the service enforces (`fhirAuthorization` needs a
+    `fhirServer`, `accepted` needs `acceptedSuggestions`): what the schema refuses the
+    service answers 400, and what it allows the service does not refuse for that rule."""
+    spec = document(api_app)
+    validator = Draft202012Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]}
+    )
+    assert list(validator.iter_errors(broken())) != []
+    assert list(validator.iter_errors(kept())) == []
+    client = api_app.test_client()
+    refused = client.post(url, json=broken())
+    assert refused.status_code == 400, refused.get_json()
+    assert client.post(url, json=kept()).status_code != 400
+
+
+def test_the_rules_are_written_as_json_schema_conditions(api_app: Flask):
+    schemas = document(api_app)["components"]["schemas"]
+    for request in ("HookRequest", "PatientViewRequest", "OrderSignRequest"):
+        assert schemas[request]["dependentRequired"] == {"fhirAuthorization": ["fhirServer"]}
+        assert schemas[request]["if"]["required"] == ["fhirAuthorization"]
+        assert schemas[request]["then"]["required"] == ["fhirServer"]
+    item = schemas["FeedbackItem"]
+    assert item["if"]["properties"]["outcome"] == {"const": "accepted"}
+    assert item["then"]["required"] == ["acceptedSuggestions"]
 
 
 #: Every documented operation (the schemathesis run covers each, in both modes).
