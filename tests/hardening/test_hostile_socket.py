@@ -16,7 +16,7 @@ from flask import Flask
 
 from cds_service.settings import DEFAULT_MAX_BODY_BYTES
 from tests import builders as b
-from tests.live import serving
+from tests.live import chunked_post, padded, serving
 
 HOOK = "/cds-services/rls-secondary-causes"
 HANG_S = 2.0
@@ -110,48 +110,15 @@ def test_hostile_bodies_over_the_socket(base_url, body):
     assert time.monotonic() - started < HANG_S
 
 
-def _chunked_post(base_url: str, path: str, body: bytes, chunk: int = 64 * 1024) -> bytes:
-    """POST `body` with Transfer-Encoding: chunked (no Content-Length); the status line and
-    headers of the answer."""
-    host, port = base_url.removeprefix("http://").split(":")
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head)
-        try:
-            for start in range(0, len(body), chunk):
-                piece = body[start : start + chunk]
-                sock.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
-            sock.sendall(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # a server may answer 413 and close before the last chunk
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            received = sock.recv(65536)
-            if not received:
-                break
-            answer += received
-    return answer
-
-
-def _padded(body: dict, size: int) -> bytes:
-    """`body` as JSON of exactly `size` bytes (trailing whitespace is valid JSON)."""
-    text = json.dumps(body).encode()
-    assert len(text) <= size
-    return text + b" " * (size - len(text))
-
-
 @pytest.mark.parametrize("path", [HOOK, HOOK + "/feedback"])
 def test_a_chunked_body_over_the_limit_is_413_not_invalid_json(base_url, path):
     """Issue 17: a chunked body was cut at RLS_CDS_MAX_BODY_BYTES and answered 400 "not
     valid JSON"; it is too large, and says so."""
-    answer = _chunked_post(base_url, path, _padded(b.hook_request(), DEFAULT_MAX_BODY_BYTES + 1))
+    answer = chunked_post(base_url, path, padded(b.hook_request(), DEFAULT_MAX_BODY_BYTES + 1))
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert _hook(base_url).status_code == 200
 
 
 def test_a_chunked_body_of_exactly_the_limit_is_read_whole(base_url):
-    answer = _chunked_post(base_url, HOOK, _padded(b.hook_request(), DEFAULT_MAX_BODY_BYTES))
+    answer = chunked_post(base_url, HOOK, padded(b.hook_request(), DEFAULT_MAX_BODY_BYTES))
     assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
