@@ -22,7 +22,7 @@ CLIENT_CHARS = URI_CHARS
 #: The clinician's free-text comment (a column without a width: this bound is the wire's).
 USER_COMMENT_CHARS = 10_000
 #: An accepted suggestion's id: stored in a JSON list, not in a column of its own.
-OTHER_TEXT_CHARS = 1024
+SUGGESTION_ID_CHARS = 1024
 
 
 def storable(value: str) -> str:

@@ -27,8 +27,8 @@ from pydantic import (
 from cds_service.outbound import UrlRefused, canonical
 from cds_service.stored_text import (
     ID_CHARS,
-    OTHER_TEXT_CHARS,
     REASON_CODE_CHARS,
+    SUGGESTION_ID_CHARS,
     URI_CHARS,
     USER_COMMENT_CHARS,
     storable,
@@ -81,7 +81,7 @@ _SERVER_WITH_TOKEN: dict[str, Any] = {
 class HookRequest(_Wire):
     """The envelope common to every hook; `context` is checked per hook afterwards."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_extra=_SERVER_WITH_TOKEN)
+    model_config = ConfigDict(json_schema_extra=_SERVER_WITH_TOKEN)  # merged with _Wire's
 
     hook: NonEmpty
     hookInstance: UUID
@@ -158,7 +158,7 @@ CONTEXT_MODELS: dict[str, type[_Wire]] = {
 
 
 #: Feedback text: each bounded by the column it is stored in (an accepted suggestion's id,
-#: stored in a JSON list, by OTHER_TEXT_CHARS; a reason's display, stored nowhere, only by
+#: stored in a JSON list, by SUGGESTION_ID_CHARS; a reason's display, stored nowhere, only by
 #: the body size) and refused when it holds what no database column can (a NUL, a lone
 #: surrogate): a value only the database refuses would be a 503 that no retry cures.
 CardId = Annotated[
@@ -178,7 +178,7 @@ UserComment = Annotated[
 Display = Annotated[StrictStr, AfterValidator(storable)]
 SuggestionId = Annotated[
     StrictStr,
-    StringConstraints(min_length=1, max_length=OTHER_TEXT_CHARS),
+    StringConstraints(min_length=1, max_length=SUGGESTION_ID_CHARS),
     AfterValidator(storable),
 ]
 
@@ -212,9 +212,7 @@ _SUGGESTIONS_WHEN_ACCEPTED: dict[str, Any] = {
 class FeedbackItem(_Wire):
     """One card's outcome (spec: Feedback). `acceptedSuggestions` is required when accepted."""
 
-    model_config = ConfigDict(
-        extra="ignore", frozen=True, json_schema_extra=_SUGGESTIONS_WHEN_ACCEPTED
-    )
+    model_config = ConfigDict(json_schema_extra=_SUGGESTIONS_WHEN_ACCEPTED)  # and _Wire's
 
     card: CardId
     outcome: Literal["accepted", "overridden"]
