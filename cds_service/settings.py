@@ -177,6 +177,16 @@ class Settings(BaseSettings):
             "route). Default: /metrics on the main port."
         ),
     )
+    recorder_flush_s: float = Field(
+        10.0,
+        ge=0,
+        le=60,
+        description=(
+            "On a graceful stop, the longest wait for the issued cards still queued to be "
+            "written; those left are logged and counted (gunicorn's graceful_timeout leaves "
+            "room for it)."
+        ),
+    )
     migrate_on_start: bool = Field(
         True, description="Apply the store's database migrations at start-up."
     )

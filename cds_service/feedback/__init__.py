@@ -65,7 +65,7 @@ class Suppression:
 class FeedbackService:
     def __init__(self, store: FeedbackStore, settings: Settings, quota: Quota):
         self.store = store
-        self.recorder = CardRecorder(store.record)
+        self.recorder = CardRecorder(store.record, flush_s=settings.recorder_flush_s)
         self.quota = quota
         self._window = timedelta(days=settings.suppression_days)
         self._reasons = settings.suppressing_reasons
