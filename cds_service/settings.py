@@ -177,6 +177,25 @@ class Settings(BaseSettings):
             "route). Default: /metrics on the main port."
         ),
     )
+    store_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "Longest wait for the store: PostgreSQL statement_timeout and lock_timeout, pool "
+            "checkout, SQLite busy timeout; a feedback POST (or a demo-page store call) that "
+            "the store does not answer within it is 503 with Retry-After."
+        ),
+    )
+    suppression_budget_s: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description=(
+            "Longest wait of a patient-view hook for its suppression read; beyond it the hook "
+            "answers without suppression (counted as `suppression-timeout`)."
+        ),
+    )
     recorder_flush_s: float = Field(
         10.0,
         ge=0,

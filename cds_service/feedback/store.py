@@ -113,6 +113,10 @@ class FeedbackStore:
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
+                # Not bounded by the store timeout: a migration may take long, and the other
+                # workers starting at once wait for it on the lock.
+                connection.execute(text("SET LOCAL statement_timeout = 0"))
+                connection.execute(text("SET LOCAL lock_timeout = 0"))
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
