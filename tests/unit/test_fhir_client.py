@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -17,12 +18,13 @@ BASE = "https://ehr.example/fhir"
 TOKEN = "tok-secret-123"
 
 
-def client(max_pages: int = 10) -> FhirClient:
+def client(max_pages: int = 10, **bounds: Any) -> FhirClient:
     return FhirClient(
         new_session(4),
         connect_timeout=1.0,
         max_pages=max_pages,
         allowed=AllowList.of([BASE]),
+        **bounds,
     )
 
 
@@ -180,8 +182,7 @@ def test_a_429_asking_for_more_time_than_is_left_is_not_waited_for():
 
 
 @responses.activate
-def test_an_answer_larger_than_the_bound_is_malformed(monkeypatch):
-    monkeypatch.setattr("cds_service.fhir.client.MAX_BODY_BYTES", 1000)
+def test_an_answer_larger_than_the_bound_is_malformed():
     responses.get(f"{BASE}/Observation?x=1", json=page(100))
     with pytest.raises(FhirMalformed):
-        get("Observation?x=1")
+        client(max_answer_bytes=1000).get(BASE, "Observation?x=1", TOKEN, time.monotonic() + 5, [])
