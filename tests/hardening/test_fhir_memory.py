@@ -118,6 +118,7 @@ def _hooks(port: int, base: str, statuses: list[int]) -> None:
     connection.close()
 
 
+@pytest.mark.slow
 def test_hostile_answers_keep_a_worker_under_its_memory_bound(hostile):
     environ = {"RLS_CDS_WORKERS": "1", "RLS_CDS_THREADS": "4", "RLS_CDS_HOOK_DEADLINE_S": "10"}
     with gunicorn(environ) as server:
