@@ -5,9 +5,9 @@ hook's remaining time; a watchdog (cds_service.fhir.watchdog) cuts each whole ex
 headers included, at the hook's deadline. Memory is bounded per answer
 (``max_answer_bytes``), per hook across its fetches (ByteBudget) and in entries per search
 (``max_entries``, the rest skipped and reported as a search cut short); an answer whose
-deadline passed while it arrived is not parsed. Every URL goes through the service's URL discipline
-(cds_service.outbound) and is fetched exactly as checked; ``next`` links are followed up to
-a bound and only under the FHIR server path the request named. The session keeps no
+deadline passed while it arrived is not parsed. Every URL goes through the service's URL
+discipline (cds_service.outbound) and is fetched exactly as checked; ``next`` links are
+followed up to a bound and only under the FHIR server path the request named. The session keeps no
 cookies: nothing one server sets can reach another tenant's path on the same host.
 """
 
