@@ -30,7 +30,9 @@ from cds_service.auth import build_security
 from cds_service.clinical.budget import CpuClock, call_cpu_time
 from cds_service.evaluation import Clock, DomainBudget, Evaluator, FhirAccess
 from cds_service.feedback import build_feedback
+from cds_service.fhir.bulkhead import Bulkheads, Shares
 from cds_service.fhir.client import FhirClient, new_session
+from cds_service.fhir.clock import SYSTEM, Ticker
 from cds_service.hooks.services import build_services
 from cds_service.knowledge import Knowledge
 from cds_service.logs import configure as configure_logging
@@ -48,11 +50,14 @@ class _InOrderJSON(DefaultJSONProvider):
     sort_keys = False
 
 
-def _fhir_access(settings: Settings, client_servers: tuple[str, ...]) -> FhirAccess:
+def _fhir_access(
+    settings: Settings, client_servers: tuple[str, ...], ticker: Ticker = SYSTEM
+) -> FhirAccess:
     """One pooled session and one worker pool per app, shared by every hook call.
 
     The service may connect to the configured allow-list and to the FHIR servers of the
-    trusted clients; which of these one call may name is bound to its verified client.
+    trusted clients; which of these one call may name is bound to its verified client. One
+    server holds at most half the pool, so a slow one always leaves room for the others.
     """
     allowlist = AllowList.of(dict.fromkeys(settings.effective_fhir_allowlist + client_servers))
     client = FhirClient(
@@ -60,9 +65,24 @@ def _fhir_access(settings: Settings, client_servers: tuple[str, ...]) -> FhirAcc
         connect_timeout=settings.fhir_connect_timeout_s,
         max_pages=settings.fhir_max_pages,
         allowed=allowlist,
+        ticker=ticker,
+        max_answer_bytes=settings.fhir_answer_bytes,
+        max_entries=settings.fhir_max_entries,
     )
     executor = ThreadPoolExecutor(settings.fhir_max_parallel, thread_name_prefix="fhir")
-    return FhirAccess(client, executor, allowlist, settings.hook_deadline_s)
+    shares = Shares(
+        server=min(settings.fhir_server_share, max(1, settings.fhir_max_parallel // 2)),
+        client=min(settings.fhir_client_share, settings.fhir_max_parallel),
+        pool=settings.fhir_max_parallel,
+    )
+    return FhirAccess(
+        client,
+        executor,
+        allowlist,
+        settings.hook_deadline_s,
+        Bulkheads(shares, ticker),
+        settings.fhir_hook_bytes,
+    )
 
 
 def _cors(app: Flask, settings: Settings) -> None:
@@ -91,11 +111,13 @@ def create_app(
     settings: Settings | None = None,
     clock: Clock = _utc_now,
     cpu_clock: CpuClock = call_cpu_time,
+    fhir_ticker: Ticker = SYSTEM,
 ) -> Flask:
     """Build the app: load and check the knowledge base, wire the adapters, register routes.
 
-    `clock` is the evaluation time; `cpu_clock` measures each call's CPU budget (tests
-    inject both).
+    `clock` is the evaluation time; `cpu_clock` measures each call's CPU budget;
+    `fhir_ticker` times FHIR deadlines, the exchange watchdog and bulkhead waits (tests
+    inject all three).
 
     Raises TrustedClientsInvalid when the trusted-clients file cannot be used, and
     ConfigurationInvalid when the settings cannot make a safe service.
@@ -119,7 +141,7 @@ def create_app(
             knowledge,
             services,
             clock,
-            _fhir_access(settings, security.clients.fhir_servers),
+            _fhir_access(settings, security.clients.fhir_servers, fhir_ticker),
             feedback.suppressed,
             DomainBudget(settings.domain_cpu_budget_s, cpu_clock),
         ),

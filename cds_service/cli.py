@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -231,8 +232,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.prod:
         _exec_gunicorn(overrides)
     app = _create_app(settings)
+    # SIGTERM ends the process as an exit, not a kill: the card recorder flushes at exit.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     app.run(host=settings.host, port=settings.port, threaded=True)
     return 0
+
+
+def _exit_on_sigterm(_signal: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def check_startup(settings: Settings) -> None:

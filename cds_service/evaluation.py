@@ -5,7 +5,6 @@ Used by the HTTP layer and, through it, by ``rls-cds evaluate``; knows nothing o
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -25,9 +24,10 @@ from cds_service.clinical.picture import PatientPicture, build_picture
 from cds_service.clinical.reader import ReadReport, unresolved_medication_ids
 from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownService
 from cds_service.explain import BUDGET_SPENT, NOT_PREFETCHED, explain, fetch_cause
-from cds_service.fhir.client import FhirClient
+from cds_service.fhir.bulkhead import Bulkheads
+from cds_service.fhir.client import MAX_ANSWER_BYTES, ByteBudget, FhirClient
 from cds_service.fhir.errors import FhirError
-from cds_service.fhir.gather import Gathered, gather
+from cds_service.fhir.gather import UNBOUNDED, Gathered, gather
 from cds_service.hooks.prefetch import TemplateError, render, unsatisfied
 from cds_service.hooks.services import OPTIONAL_KEYS, ServiceDefinition
 from cds_service.hooks.wire import CONTEXT_MODELS, HookRequest, OrderSelectContext
@@ -69,12 +69,21 @@ class Outcome:
 
 @dataclass(frozen=True)
 class FhirAccess:
-    """How this deployment reaches EHR FHIR servers: client, worker pool, limits."""
+    """How this deployment reaches EHR FHIR servers: client, worker pool, limits.
+
+    `bulkheads`: the shares of the pool one server and one client may hold (None: no
+    bound); `hook_bytes`: the answer bytes one hook may read across all its fetches."""
 
     client: FhirClient
     executor: Executor
     allowlist: AllowList
     deadline_s: float
+    bulkheads: Bulkheads | None = None
+    hook_bytes: int = 2 * MAX_ANSWER_BYTES
+
+    def slots(self) -> Bulkheads:
+        """The bulkheads, or unbounded ones when the deployment set none."""
+        return self.bulkheads or Bulkheads(UNBOUNDED, self.client.ticker)
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,11 @@ class Evaluator:
         """The evaluation clock (feedback is stamped with it too)."""
         return self._clock()
 
+    @property
+    def fetch_slots(self) -> Bulkheads:
+        """The FHIR fetch bulkheads (what each server, client and the pool holds now)."""
+        return self._fhir.slots()
+
     def service(self, service_id: str) -> ServiceDefinition:
         try:
             return self._services[service_id]
@@ -134,11 +148,11 @@ class Evaluator:
         contacted and its token is never used (the CDS Hooks Sandbox always names one).
         None (demo mode, the CLI) means the deployment's allow-list alone.
         """
-        deadline = time.monotonic() + self._fhir.deadline_s
+        deadline = self._fhir.client.ticker.now() + self._fhir.deadline_s
         service = self.service(service_id)
         request, context = parse_request(service, body)
         server = request.fhirServer
-        prefetch, gathered = self._complete(service, request, deadline, client.fhir_servers)
+        prefetch, gathered = self._complete(service, request, deadline, client)
         unread = {*gathered.failed, *unsatisfied(service.prefetch, prefetch)}
         unavailable = frozenset(
             kind for key in unread if key in service.prefetch and (kind := service.kind(key))
@@ -203,10 +217,13 @@ class Evaluator:
         service: ServiceDefinition,
         request: HookRequest,
         deadline: float,
-        bound: AllowList | None,
+        client: Client,
     ) -> tuple[dict[str, Any], Gathered]:
         """The prefetch with every unsatisfied key fetched from the FHIR server (spec 14),
-        and the Medications its requests reference; `bound`: the client's FHIR servers."""
+        and the Medications its requests reference; the client's FHIR servers bound where,
+        its issuer names its bulkhead."""
+        bound = client.fhir_servers
+        budget = ByteBudget(self._fhir.hook_bytes)
         prefetch = dict(request.prefetch or {})
         missing = unsatisfied(service.prefetch, prefetch)
         gathered = Gathered()
@@ -233,7 +250,15 @@ class Evaluator:
             if urls:
                 self._check_fetch_allowed(base, bound)
                 gathered = gather(
-                    self._fhir.client, self._fhir.executor, base, _token(request), urls, deadline
+                    self._fhir.client,
+                    self._fhir.executor,
+                    base,
+                    _token(request),
+                    urls,
+                    deadline,
+                    bulkheads=self._fhir.slots(),
+                    issuer=client.issuer,
+                    budget=budget,
                 )
             if gathered.fatal:
                 raise PrefetchUnavailable(
@@ -251,7 +276,7 @@ class Evaluator:
                 # look them up: the rules do without them
                 if self._may_fetch(server):
                     prefetch[REFERENCED_MEDICATIONS] = self._medications(
-                        server, _token(request), medication_ids, deadline, gathered
+                        server, _token(request), medication_ids, deadline, gathered, client, budget
                     )
         return prefetch, gathered
 
@@ -281,12 +306,22 @@ class Evaluator:
         return self._fhir.allowlist.allows(url)
 
     def _medications(
-        self, base: str, token: str | None, ids: list[str], deadline: float, gathered: Gathered
+        self,
+        base: str,
+        token: str | None,
+        ids: list[str],
+        deadline: float,
+        gathered: Gathered,
+        client: Client,
+        budget: ByteBudget,
     ) -> dict[str, Any] | None:
-        """Medications that requests reference but the prefetch lacks, read in one search."""
+        """Medications that requests reference but the prefetch lacks, read in one search
+        (in the hook's thread: a slot of the server and client, none of the pool)."""
         query = "Medication?_id=" + ",".join(quote(i, safe="") for i in ids[:MEDICATION_BATCH])
+        fhir = self._fhir.client
         try:
-            return self._fhir.client.get(base, query, token, deadline, gathered.requests).value
+            with self._fhir.slots().slot(base, client.issuer, deadline, pooled=False):
+                return fhir.get(base, query, token, deadline, gathered.requests, budget).value
         except FhirError as error:  # unresolved medications are skipped and counted
             gathered.failed[REFERENCED_MEDICATIONS] = error
             return None

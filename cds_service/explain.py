@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from cds_service.clinical.findings import Decision, Reason
+from cds_service.fhir.bulkhead import NoSlot
 from cds_service.fhir.errors import FhirError, FhirMalformed, FhirRefused, FhirUnreachable
 
 SUPPRESSED = Reason(
@@ -36,6 +37,8 @@ def fetch_cause(error: FhirError) -> str:
         return "the FHIR server could not be reached"
     if isinstance(error, FhirMalformed):
         return "the FHIR server's answer was not usable FHIR JSON"
+    if isinstance(error, NoSlot):
+        return "no FHIR fetch slot came free in time (the server's or client's share was in use)"
     if "timed out" in text or "deadline" in text:
         return "the FHIR server did not answer in time"
     return f"the FHIR server answered {text}" if text.startswith("HTTP") else text

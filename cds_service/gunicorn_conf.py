@@ -50,7 +50,12 @@ worker_class = "gthread"
 #: Far above the hook deadline (2.5 s by default, 60 s at most): a worker is killed only
 #: when it is stuck, never for a slow FHIR server.
 timeout = max(30, math.ceil(_settings.hook_deadline_s) * 2 + 10)
-graceful_timeout = 20
+#: On SIGTERM a worker first finishes its calls (each within the hook deadline), then flushes
+#: its card recorder (within RLS_CDS_RECORDER_FLUSH_S, see worker_exit): both fit, with room
+#: to exit, before the master kills it.
+graceful_timeout = max(
+    20, math.ceil(_settings.hook_deadline_s) + math.ceil(_settings.recorder_flush_s) + 5
+)
 keepalive = 5
 #: gunicorn's default bound of a header line, just above the longest Authorization header
 #: the app reads (api.security.MAX_AUTHORIZATION_CHARS): the app answers 431 up to here,
@@ -86,6 +91,15 @@ def post_worker_init(worker: Any) -> None:
     cyclic GC would otherwise walk it again and again while hooks allocate."""
     gc.collect()
     gc.freeze()
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """The worker stops: write the issued cards still queued (bounded by the recorder's
+    flush wait) so that a graceful stop loses none."""
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get("rls_cds")
+    if runtime is not None:
+        runtime.feedback.recorder.close()
 
 
 def child_exit(server: Any, worker: Any) -> None:

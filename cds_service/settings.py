@@ -62,7 +62,44 @@ class Settings(BaseSettings):
         10, ge=1, le=1000, description="Most search pages followed per prefetch key."
     )
     fhir_max_parallel: int = Field(
-        8, ge=1, le=64, description="FHIR requests in flight at once, across all hooks."
+        24, ge=1, le=64, description="FHIR requests in flight at once, across all hooks."
+    )
+    fhir_server_share: int = Field(
+        10,
+        ge=1,
+        le=64,
+        description=(
+            "FHIR requests one FHIR server (origin and path) may have in flight at once, "
+            "at most half of fhir_max_parallel (room for the others); a hook that gets no "
+            "slot before its deadline does without the data."
+        ),
+    )
+    fhir_client_share: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description=(
+            "FHIR requests one client (JWT issuer) may have in flight at once, at most "
+            "fhir_max_parallel."
+        ),
+    )
+    fhir_answer_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=64 * 1024,
+        le=64 * 1024 * 1024,
+        description="Largest FHIR answer read (one read or search page); larger: not read.",
+    )
+    fhir_hook_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=256 * 1024 * 1024,
+        description="FHIR answer bytes one hook may read across all its fetches.",
+    )
+    fhir_max_entries: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="Entries one search keeps (all pages); the rest are skipped and reported.",
     )
 
     trusted_clients: Path | None = Field(
@@ -175,6 +212,35 @@ class Settings(BaseSettings):
             "Under `serve --prod`, a second port that answers only /metrics, /healthz and "
             "/readyz, while /metrics answers 404 on the main port (keep it off the public "
             "route). Default: /metrics on the main port."
+        ),
+    )
+    store_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description=(
+            "Longest wait for the store: PostgreSQL statement_timeout and lock_timeout, pool "
+            "checkout, SQLite busy timeout; a feedback POST (or a demo-page store call) that "
+            "the store does not answer within it is 503 with Retry-After."
+        ),
+    )
+    suppression_budget_s: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description=(
+            "Longest wait of a patient-view hook for its suppression read; beyond it the hook "
+            "answers without suppression (counted as `suppression-timeout`)."
+        ),
+    )
+    recorder_flush_s: float = Field(
+        10.0,
+        ge=0,
+        le=60,
+        description=(
+            "On a graceful stop, the longest wait for the issued cards still queued to be "
+            "written; those left are logged and counted (gunicorn's graceful_timeout leaves "
+            "room for it)."
         ),
     )
     migrate_on_start: bool = Field(

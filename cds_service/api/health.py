@@ -6,7 +6,6 @@ from flask import Blueprint, Response, abort, jsonify, request
 
 from cds_service import metrics
 from cds_service.api import runtime
-from cds_service.store import reachable
 
 bp = Blueprint("health", __name__)
 #: What the internal metrics port (RLS_CDS_METRICS_PORT) answers; everything else is 404 there.
@@ -36,17 +35,20 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Ready when the knowledge base is loaded, the store answers a query and the replay
-    store (Redis, when configured) answers a ping."""
+    """Ready when the knowledge base is loaded, the store answers a query (within 1 s: a
+    silent store is not ready) and the replay store (Redis, when configured) answers a ping.
+    Not ready: 503 with Retry-After."""
     rt = runtime()
     checks = {
         "knowledge": bool(rt.knowledge.cards) and bool(rt.knowledge.value_sets),
-        "store": reachable(rt.database),
+        "store": rt.feedback.reachable(),
         "replay": rt.replay.reachable(),
     }
     ready = all(checks.values())
     response = jsonify({"status": "ready" if ready else "not-ready", "checks": checks})
     response.status_code = 200 if ready else 503
+    if not ready:
+        response.headers["Retry-After"] = "5"
     return response
 
 

@@ -67,6 +67,7 @@ def call_hook(service_id: str):
             extra={
                 "hook_instance": outcome.hook_instance,
                 "cut_short": list(outcome.gathered.truncated),
+                "skipped_entries": dict(outcome.gathered.skipped),
             },
         )
     if outcome.report.skipped_total:

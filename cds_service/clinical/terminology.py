@@ -8,7 +8,9 @@ an ancestor of), never by a raw string prefix.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -205,10 +207,14 @@ class ValueSetIndex:
     ancestor) and one linear scan per text for the phrases of every value set at once
     (text_scan).
     Answers are remembered (records repeat the same codes and drug names, and so do
-    patients), up to MEMO_SIZE distinct questions; then the memory starts afresh.
+    patients), up to MEMO_BYTES of memory; then the memory starts afresh. A question is
+    remembered by a digest of its codes and texts, never by the texts themselves: a record's
+    long free texts must not outlive the call that sent them.
     """
 
-    MEMO_SIZE = 20_000
+    MEMO_BYTES = 4 * 1024 * 1024
+    #: The dictionary slot of one remembered answer, beside its key and answer objects.
+    SLOT_BYTES = 100
 
     def __init__(self, value_sets: Mapping[str, ValueSet]):
         self.value_sets = value_sets
@@ -222,11 +228,13 @@ class ValueSetIndex:
         self._phrases = PhraseTable(
             [(atoms, vs_id) for vs_id, vs in value_sets.items() for atoms in vs.phrases]
         )
-        self._memo: dict[tuple[object, ...], frozenset[str]] = {}
+        self._memo: dict[bytes, frozenset[str]] = {}
+        self.memo_bytes = 0
 
     def forget(self) -> None:
         """Drop the remembered lookups (the benchmarks measure a record never seen before)."""
         self._memo.clear()
+        self.memo_bytes = 0
 
     def members(
         self,
@@ -238,13 +246,15 @@ class ValueSetIndex:
         pairs, texts = tuple(pairs), tuple(texts)
         if not isinstance(among, tuple | frozenset):
             among = frozenset(among)
-        question = (pairs, texts, among)
+        question = _digest(pairs, texts, among)
         found = self._memo.get(question)
         if found is None:
             found = self._members(pairs, texts, among)
-            if len(self._memo) >= self.MEMO_SIZE:
-                self._memo.clear()
+            cost = self.SLOT_BYTES + sys.getsizeof(question) + sys.getsizeof(found)
+            if self.memo_bytes + cost > self.MEMO_BYTES:
+                self.forget()
             self._memo[question] = found
+            self.memo_bytes += cost
         return found
 
     def _members(
@@ -272,6 +282,14 @@ class ValueSetIndex:
     def named_in(self, text: str, steps: Steps | None = None) -> set[str]:
         """Ids of the value sets whose phrases appear in `text` (whole words, any case)."""
         return self._phrases.labels_in(tokens(text, steps), steps)
+
+
+def _digest(
+    pairs: tuple[tuple[str | None, str | None], ...], texts: tuple[str, ...], among: Collection[str]
+) -> bytes:
+    """16 bytes naming one membership question (JSON: no two questions write the same)."""
+    written = json.dumps([pairs, texts, sorted(among)], ensure_ascii=False)
+    return hashlib.blake2b(written.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _flag(entry: dict, url: str) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from cds_service import metrics
 from cds_service.auth.model import Client, PatientScope
 from cds_service.auth.replay import redis_client
+from cds_service.bounded import BoundedCalls, Overdue
 from cds_service.card_ids import issued_recently
 from cds_service.errors import CardsNotRecordedYet, RequestInvalid, StoreUnavailable, UnknownCards
 from cds_service.feedback.recorder import CardRecorder
@@ -34,7 +35,7 @@ from cds_service.hooks.wire import FeedbackItem
 from cds_service.knowledge import OVERRIDE_REASON_SYSTEM
 from cds_service.quota import MemoryQuota, Quota, RedisQuota
 from cds_service.settings import Settings
-from cds_service.store import in_memory
+from cds_service.store import in_memory, reachable
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,13 @@ RETRY_AFTER_FAILURE_S = 30.0
 #: Longest wait for this process's card recorder before a card is called unknown.
 RECORDER_WAIT_S = 2.0
 UNKNOWN_CARD = "no card with this uuid was issued to this client by this service"
+#: Suppression reads stuck on a silent store at once, per process; beyond, hooks do without.
+SUPPRESSION_SLOTS = 16
+#: Feedback, readiness and demo-page store calls stuck at once, per process.
+REQUEST_SLOTS = 8
+#: Longest wait of /readyz for the store: below the probe's timeout (2 s in deploy/k8s).
+READY_BUDGET_S = 1.0
+T = TypeVar("T")
 
 
 class SecretMissing(ValueError):
@@ -65,8 +73,14 @@ class Suppression:
 class FeedbackService:
     def __init__(self, store: FeedbackStore, settings: Settings, quota: Quota):
         self.store = store
-        self.recorder = CardRecorder(store.record)
+        self.recorder = CardRecorder(store.record, flush_s=settings.recorder_flush_s)
         self.quota = quota
+        # Two bulkheads: feedback POSTs stuck on the store never take the hooks' slots.
+        self._reads = BoundedCalls(SUPPRESSION_SLOTS, "suppression-read")
+        self._calls = BoundedCalls(REQUEST_SLOTS, "store-call")
+        self._suppression_budget_s = settings.suppression_budget_s
+        self._store_timeout_s = settings.store_timeout_s
+        self._timeout_logged_at: float | None = None
         self._window = timedelta(days=settings.suppression_days)
         self._reasons = settings.suppressing_reasons
         self._skew = timedelta(seconds=settings.feedback_clock_skew_s)
@@ -94,23 +108,33 @@ class FeedbackService:
         """Patient-view topics overridden for this patient as handled or declined within the
         window (an override of an order card is about that order, not the topic).
 
-        When the store cannot answer, nothing is suppressed: showing a card again is safe,
-        hiding one by mistake is not. The failure is counted and logged.
+        When the store cannot answer, or not within the suppression budget, nothing is
+        suppressed: showing a card again is safe, hiding one by mistake is not. The failure
+        is counted and logged.
         """
         if not self._window or not self._reasons:
             return set()
+        topics = list(topics)
         try:
             if time.monotonic() < self._skip_until:
                 self.suppression_skipped += 1
                 return set()
-            return self.store.suppressed(
-                patient,
-                topics,
-                self._reasons,
-                OVERRIDE_REASON_SYSTEM,
-                now - self._window,
-                PATIENT_VIEW,
+            return self._reads.call(
+                lambda: self.store.suppressed(
+                    patient,
+                    topics,
+                    self._reasons,
+                    OVERRIDE_REASON_SYSTEM,
+                    now - self._window,
+                    PATIENT_VIEW,
+                ),
+                self._suppression_budget_s,
             )
+        except Overdue:
+            # A silent store: this hook does without; the read, still waiting, keeps its slot.
+            metrics.STORE_FAILURES.labels("suppression-timeout").inc()
+            self._log_timeout()
+            return set()
         except SQLAlchemyError as exc:
             # Do not make every hook wait for a store that just failed: ask again later.
             self._skip_until = time.monotonic() + RETRY_AFTER_FAILURE_S
@@ -121,19 +145,50 @@ class FeedbackService:
             )
             return set()
 
+    def _log_timeout(self) -> None:
+        """One warning per RETRY_AFTER_FAILURE_S, however many hooks do without."""
+        moment = time.monotonic()
+        last = self._timeout_logged_at
+        if last is None or moment - last >= RETRY_AFTER_FAILURE_S:
+            self._timeout_logged_at = moment
+            log.warning(
+                "suppression not checked: the store did not answer in time",
+                extra={"budget_s": self._suppression_budget_s},
+            )
+
+    def bounded(self, function: Callable[[], T], what: str) -> T:
+        """`function()` (a store call) within the store timeout, else StoreUnavailable (503
+        with Retry-After) saying `what` could not be done."""
+        try:
+            return self._calls.call(function, self._store_timeout_s)
+        except Overdue:
+            raise StoreUnavailable(
+                f"{what}: the store did not answer in time; retry later"
+            ) from None
+
+    def reachable(self) -> bool:
+        """Whether the store answers a trivial query within READY_BUDGET_S (for /readyz)."""
+        try:
+            return self._calls.call(lambda: reachable(self.store.engine), READY_BUDGET_S)
+        except Overdue:
+            return False
+
     def suppressions(
         self, patient: PatientScope, topics: Iterable[str], now: datetime
     ) -> list[Suppression]:
         """The overrides behind `topics` (those `suppressed` hid), for the demo page's
         notice; StoreUnavailable when the store cannot say."""
         try:
-            overrides = self.store.overrides(
-                patient,
-                topics,
-                self._reasons,
-                OVERRIDE_REASON_SYSTEM,
-                now - self._window,
-                PATIENT_VIEW,
+            overrides = self.bounded(
+                lambda: self.store.overrides(
+                    patient,
+                    topics,
+                    self._reasons,
+                    OVERRIDE_REASON_SYSTEM,
+                    now - self._window,
+                    PATIENT_VIEW,
+                ),
+                "the feedback store cannot say why cards were hidden",
             )
         except SQLAlchemyError as exc:
             raise StoreUnavailable("the feedback store cannot say why cards were hidden") from exc
@@ -146,7 +201,9 @@ class FeedbackService:
         """Delete the feedback of the patient's client about this patient (the demo page's
         reset): its cards show again. The number of items deleted; StoreUnavailable."""
         try:
-            return self.store.forget(patient)
+            return self.bounded(
+                lambda: self.store.forget(patient), "the feedback could not be deleted"
+            )
         except SQLAlchemyError as exc:
             raise StoreUnavailable("the feedback could not be deleted; retry later") from exc
 
@@ -159,13 +216,25 @@ class FeedbackService:
         for an outcome later than now or earlier than its card; UnknownCards (404, naming
         the item) for a card not issued to this client at this service, or
         CardsNotRecordedYet (503) while this process still has cards to record or when
-        every such card was stamped a moment ago.
+        every such card was stamped a moment ago; StoreUnavailable (503) when the store
+        fails or does not answer within the store timeout.
         """
         self.quota.charge(_quota_key(client), len(items))
         late = now + self._skew
         self._refuse_times(
             items, lambda item: item.outcomeTimestamp > late, "is later than its receipt"
         )
+        # Within the store timeout, else 503: items stored after that are stored once,
+        # whenever the client retries.
+        return self.bounded(
+            lambda: self._check_and_store(items, service_id, client, now),
+            "the feedback could not be stored",
+        )
+
+    def _check_and_store(
+        self, items: Sequence[FeedbackItem], service_id: str, client: Client, now: datetime
+    ) -> Stored:
+        """The store's part of store_feedback (run within its bound)."""
         issued = self._issued(items, service_id, client)
         missing = [{"loc": f"feedback[{i}].card", "msg": UNKNOWN_CARD}
                    for i, item in enumerate(items) if item.card not in issued]  # fmt: skip

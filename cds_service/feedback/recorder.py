@@ -4,10 +4,16 @@ A hook hands its cards over and answers; one background thread writes them. When
 is down, a batch is dropped and counted (the answer is already with the clinician, and
 feedback about an unrecorded card is still stored, as "unknown card"). When the queue is
 full the batch is dropped and counted too: memory stays bounded.
+
+On a graceful stop (gunicorn's ``worker_exit``, or the interpreter's exit after SIGTERM) the
+queue is flushed, waiting at most ``flush_s``; answers still unwritten then are logged and
+counted (``record-cards-at-exit``). A ``kill -9`` loses what is queued, at most
+``max_pending`` answers (the queue's bound), none of them acknowledged to anyone.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import queue
 import threading
@@ -25,14 +31,24 @@ BATCH = 100
 
 
 class CardRecorder:
-    def __init__(self, write: Callable[[Sequence[IssuedCards]], None], max_pending: int = 10_000):
+    def __init__(
+        self,
+        write: Callable[[Sequence[IssuedCards]], None],
+        max_pending: int = 10_000,
+        flush_s: float = 10.0,
+    ):
         self._write = write
         self._queue: queue.Queue[IssuedCards] = queue.Queue(max_pending)
         self._lock = threading.Lock()
+        self._flush_s = flush_s
+        self._closed = False
         self.recorded = 0
         self.failed = 0
         self.dropped = 0
+        # A daemon thread, so that a store that never answers cannot keep the process alive;
+        # close() (at exit) is what keeps its queue from dying with it.
         threading.Thread(target=self._run, name="card-recorder", daemon=True).start()
+        atexit.register(self.close)
 
     def record(self, issued: IssuedCards) -> None:
         """Hand one answer's cards over; never blocks, never raises."""
@@ -56,6 +72,23 @@ class CardRecorder:
                 return False
             time.sleep(0.005)
         return True
+
+    def close(self) -> bool:
+        """Flush before the process ends, waiting at most the flush bound; what is still
+        unwritten then is logged and counted. True when nothing was left. Called by
+        gunicorn's ``worker_exit`` and at interpreter exit; the second call returns at once."""
+        if self._closed:
+            return True
+        self._closed = True
+        if self.flush(self._flush_s):
+            return True
+        left = self._queue.unfinished_tasks
+        metrics.STORE_FAILURES.labels("record-cards-at-exit").inc(left)
+        log.error(
+            "issued cards not recorded: the store did not take them before the process ended",
+            extra={"answers": left, "waited_s": self._flush_s},
+        )
+        return False
 
     def _write_retrying_once(self, batch: Sequence[IssuedCards]) -> None:
         """A database just back hands out a dead pooled connection first: one more try on a

@@ -113,6 +113,9 @@ class FeedbackStore:
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
             if connection.dialect.name == "postgresql":
+                # A migration may take long, and the other workers starting at once wait for
+                # it on the lock.
+                _unbounded(connection)
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -308,6 +311,7 @@ class FeedbackStore:
             answered = answered.where(Feedback.outcome_at >= since)
             unknown = unknown.where(Feedback.outcome_at >= since)
         with self.engine.connect() as connection:
+            _unbounded(connection)  # an offline command over the whole store: it may take long
             for code, count in connection.execute(issued):
                 topic(code).issued = count
             for code, outcome, reason, count in connection.execute(answered):
@@ -319,6 +323,14 @@ class FeedbackStore:
                     entry.reasons[reason or "(no reason given)"] += count
             unknown_count = connection.execute(unknown).scalar_one()
         return sorted(by_topic.values(), key=lambda r: r.topic), unknown_count
+
+
+def _unbounded(connection: Connection) -> None:
+    """Lift the store timeout (cds_service.store) for this transaction: for what no request
+    waits on (migrations, the report)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET LOCAL statement_timeout = 0"))
+        connection.execute(text("SET LOCAL lock_timeout = 0"))
 
 
 def _insert_new(

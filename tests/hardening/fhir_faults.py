@@ -13,6 +13,8 @@ resource types given a fault:
     endless     a searchset whose next link always points at one more page
     drip        HTTP 200 and a body that comes one byte every DRIP_INTERVAL_S, forever
                 (until the client goes away or the server is stopped)
+    drip-headers  the status line and headers, one byte every DRIP_HEADERS_INTERVAL_S,
+                forever: no answer ever starts, yet no socket read ever times out
 
 Each request is recorded (path, fault, when it ended and whether the client left).
 """
@@ -29,9 +31,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-FAULTS = ("slow", "500", "429", "truncated", "not-json", "next-loop", "endless", "drip")
+FAULTS = (
+    "slow",
+    "500",
+    "429",
+    "truncated",
+    "not-json",
+    "next-loop",
+    "endless",
+    "drip",
+    "drip-headers",
+)
 SLOW_S = 3.0
 DRIP_INTERVAL_S = 0.1
+DRIP_HEADERS_INTERVAL_S = 0.2
 FHIR_JSON = "application/fhir+json"
 
 
@@ -59,8 +72,8 @@ class FaultyFhir:
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [r for r in self.resources if r["resourceType"] == kind]
 
-    def open_drips(self) -> list[Served]:
-        return [s for s in self.served if s.fault == "drip" and s.ended is None]
+    def open_drips(self, fault: str = "drip") -> list[Served]:
+        return [s for s in self.served if s.fault == fault and s.ended is None]
 
 
 def _searchset(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
@@ -161,6 +174,15 @@ def _handler(state: FaultyFhir) -> type[BaseHTTPRequestHandler]:
                     self.wfile.write(b" ")
                     self.wfile.flush()
                     state.stopping.wait(DRIP_INTERVAL_S)
+                self.close_connection = True
+            elif fault == "drip-headers":
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: {FHIR_JSON}\r\nX-Drip: ".encode()
+                sent = 0
+                while not state.stopping.is_set():
+                    self.wfile.write(head[sent : sent + 1] if sent < len(head) else b"x")
+                    self.wfile.flush()
+                    sent += 1
+                    state.stopping.wait(DRIP_HEADERS_INTERVAL_S)
                 self.close_connection = True
             else:
                 raise AssertionError(f"unknown fault {fault!r}")

@@ -7,6 +7,7 @@ test_against_fhir_server.py.
 from __future__ import annotations
 
 import json
+import logging
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -208,3 +209,19 @@ def test_the_token_never_reaches_the_logs(client, fhir, caplog):
         call(client, None)
     assert TOKEN not in caplog.text
     assert all(TOKEN not in str(record.__dict__) for record in caplog.records)
+
+
+def test_entries_beyond_the_search_bound_are_skipped_and_logged(client, fhir, caplog):
+    """Issue 17: a 10,000-entry answer was kept whole; a search keeps RLS_CDS_FHIR_MAX_ENTRIES
+    (2,000) entries, and the warning names the key and how many were skipped."""
+    conditions = [b.rls()] + [
+        {**b.rls(), "id": f"extra-{n}", "code": {"text": "other"}} for n in range(2499)
+    ]
+    serve_record(fhir, *conditions, *RECORD[1:])
+    with caplog.at_level(logging.WARNING, logger="cds_service"):
+        response = call(client, None)
+    assert response.status_code == 200
+    assert topics(response) == ["iron-below-target"]
+    (warning,) = [r for r in caplog.records if r.getMessage().startswith("FHIR search cut short")]
+    assert warning.cut_short == ["conditions"]  # type: ignore[attr-defined]
+    assert warning.skipped_entries == {"conditions": 500}  # type: ignore[attr-defined]

@@ -70,8 +70,20 @@ def test_remembered_answers_equal_fresh_ones(pairs, texts, among):
 
 
 def test_memory_of_answers_is_bounded(monkeypatch):
-    monkeypatch.setattr(ValueSetIndex, "MEMO_SIZE", 5)
+    monkeypatch.setattr(ValueSetIndex, "MEMO_BYTES", 2000)
     index = ValueSetIndex(b.KNOWLEDGE.value_sets)
-    for n in range(12):
+    for n in range(40):
         index.members([(b.LOINC, f"0000-{n}")], [], ("ferritin",))
-    assert len(index._memo) <= 5
+        assert index.memo_bytes <= 2000
+    assert 0 < len(index._memo) < 40
+
+
+def test_the_memory_of_answers_keeps_no_request_text():
+    """Issue 17: the memo kept each question's texts alive (+192 MB per 1,000 calls with
+    long unique drug texts); it keeps a 16-byte digest per question now."""
+    index = ValueSetIndex(b.KNOWLEDGE.value_sets)
+    for n in range(50):
+        text = f"hydroxyzine {n} " + "long sig text " * 500
+        assert index.members([], [text], ("sedating-antihistamine",)) == {"sedating-antihistamine"}
+    assert all(isinstance(key, bytes) and len(key) == 16 for key in index._memo)
+    assert index.memo_bytes <= 50 * 400  # a few hundred bytes per question, not 7 KB

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import pytest
 import requests
 import responses
 from responses import matchers
 
-from cds_service.fhir.client import FhirClient, RequestLog, new_session
+from cds_service.fhir.client import ByteBudget, FhirClient, RequestLog, new_session
 from cds_service.fhir.errors import FhirMalformed, FhirRefused, FhirUnavailable, FhirUnreachable
 from cds_service.outbound import AllowList
+from tests.ticker import ManualTicker
 
 BASE = "https://ehr.example/fhir"
 TOKEN = "tok-secret-123"
 
 
-def client(max_pages: int = 10) -> FhirClient:
+def client(max_pages: int = 10, **bounds: Any) -> FhirClient:
     return FhirClient(
         new_session(4),
         connect_timeout=1.0,
         max_pages=max_pages,
         allowed=AllowList.of([BASE]),
+        **bounds,
     )
 
 
@@ -180,8 +184,52 @@ def test_a_429_asking_for_more_time_than_is_left_is_not_waited_for():
 
 
 @responses.activate
-def test_an_answer_larger_than_the_bound_is_malformed(monkeypatch):
-    monkeypatch.setattr("cds_service.fhir.client.MAX_BODY_BYTES", 1000)
+def test_an_answer_larger_than_the_bound_is_malformed():
     responses.get(f"{BASE}/Observation?x=1", json=page(100))
     with pytest.raises(FhirMalformed):
-        get("Observation?x=1")
+        client(max_answer_bytes=1000).get(BASE, "Observation?x=1", TOKEN, time.monotonic() + 5, [])
+
+
+# Memory bounds (issue 17): entries per search, bytes per hook, no parse past the deadline.
+
+
+@responses.activate
+def test_entries_beyond_the_bound_are_skipped_and_reported():
+    responses.get(f"{BASE}/Observation?x=1", json=page(30))
+    fetched = client(max_entries=10).get(BASE, "Observation?x=1", TOKEN, time.monotonic() + 5, [])
+    assert len(fetched.value["entry"]) == 10
+    assert (fetched.skipped, fetched.truncated) == (20, True)
+
+
+@responses.activate
+def test_no_page_is_fetched_once_the_entry_bound_is_reached():
+    responses.get(f"{BASE}/Observation?x=1", json=page(10, f"{BASE}/Observation?page=2"))
+    responses.get(f"{BASE}/Observation?page=2", json=page(10))
+    fetched = client(max_entries=10).get(BASE, "Observation?x=1", TOKEN, time.monotonic() + 5, [])
+    assert len(fetched.value["entry"]) == 10 and fetched.truncated
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_the_hook_byte_budget_spans_its_fetches():
+    responses.get(f"{BASE}/Observation?x=1", json=page(40))
+    responses.get(f"{BASE}/Condition?x=1", json=page(40))
+    size = len(json.dumps(page(40)))
+    budget = ByteBudget(int(size * 1.5))
+    fhir = client()
+    fhir.get(BASE, "Observation?x=1", TOKEN, time.monotonic() + 5, [], budget)
+    with pytest.raises(FhirUnavailable, match="budget"):
+        fhir.get(BASE, "Condition?x=1", TOKEN, time.monotonic() + 5, [], budget)
+
+
+@responses.activate
+def test_an_answer_whose_deadline_passed_while_it_arrived_is_not_parsed():
+    ticker = ManualTicker()
+
+    def late(request):
+        ticker.advance(10)  # the answer takes longer than the hook had
+        return 200, {}, json.dumps(page(3))
+
+    responses.add_callback(responses.GET, f"{BASE}/Observation?x=1", callback=late)
+    with pytest.raises(FhirUnavailable, match="deadline"):
+        client(ticker=ticker).get(BASE, "Observation?x=1", TOKEN, ticker.now() + 2, [])
