@@ -34,7 +34,18 @@ class _Handler(BaseHTTPRequestHandler):
     answers: ClassVar[dict[str, bytes]] = {}
 
     def do_GET(self) -> None:
-        time.sleep(DELAY_S)
+        server = self.server
+        with server.lock:  # type: ignore[attr-defined]
+            server.in_flight += 1  # type: ignore[attr-defined]
+            server.peak = max(server.peak, server.in_flight)  # type: ignore[attr-defined]
+        try:
+            time.sleep(DELAY_S)
+            self._answer()
+        finally:
+            with server.lock:  # type: ignore[attr-defined]
+                server.in_flight -= 1  # type: ignore[attr-defined]
+
+    def _answer(self) -> None:
         path = urlsplit(self.path).path.strip("/").split("/")
         kind = path[-2] if len(path) >= 2 and path[-2] == "Patient" else path[-1]
         body = self.answers.get(kind)
@@ -58,6 +69,10 @@ def running() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.requests = 0  # type: ignore[attr-defined]
+    #: Requests being answered now and the most at once: P2 checks that a hook's queries
+    #: really ran side by side (a pool share below them makes rounds, and a slower figure).
+    server.in_flight = server.peak = 0  # type: ignore[attr-defined]
+    server.lock = threading.Lock()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

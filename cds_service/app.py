@@ -51,13 +51,18 @@ class _InOrderJSON(DefaultJSONProvider):
 
 
 def _fhir_access(
-    settings: Settings, client_servers: tuple[str, ...], ticker: Ticker = SYSTEM
+    settings: Settings,
+    client_servers: tuple[str, ...],
+    ticker: Ticker = SYSTEM,
+    queries_per_hook: int = 1,
 ) -> FhirAccess:
     """One pooled session and one worker pool per app, shared by every hook call.
 
     The service may connect to the configured allow-list and to the FHIR servers of the
     trusted clients; which of these one call may name is bound to its verified client. One
     server holds at most half the pool, so a slow one always leaves room for the others.
+    A share smaller than one hook's queries (`queries_per_hook`) makes every hook fetch in
+    rounds, each as slow as the server: allowed, but said at start-up.
     """
     allowlist = AllowList.of(dict.fromkeys(settings.effective_fhir_allowlist + client_servers))
     client = FhirClient(
@@ -75,6 +80,16 @@ def _fhir_access(
         client=min(settings.fhir_client_share, settings.fhir_max_parallel),
         pool=settings.fhir_max_parallel,
     )
+    if shares.server < queries_per_hook:
+        log.warning(
+            "one FHIR server may hold %d fetches at once, fewer than one hook's %d queries: "
+            "hooks that fetch everything will fetch in rounds (raise RLS_CDS_FHIR_MAX_PARALLEL "
+            "to at least %d and RLS_CDS_FHIR_SERVER_SHARE to at least %d)",
+            shares.server,
+            queries_per_hook,
+            2 * queries_per_hook,
+            queries_per_hook,
+        )
     return FhirAccess(
         client,
         executor,
@@ -141,7 +156,12 @@ def create_app(
             knowledge,
             services,
             clock,
-            _fhir_access(settings, security.clients.fhir_servers, fhir_ticker),
+            _fhir_access(
+                settings,
+                security.clients.fhir_servers,
+                fhir_ticker,
+                max(len(service.prefetch) for service in services.values()),
+            ),
             feedback.suppressed,
             DomainBudget(settings.domain_cpu_budget_s, cpu_clock),
         ),
