@@ -26,13 +26,21 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
+from cds_service.bounded import BoundedCalls, Overdue
 from cds_service.errors import QuotaExceeded, ReplayStoreUnavailable
 
+#: Each read and connect; a command as a whole gets REDIS_COMMAND_BUDGET_S.
 REDIS_TIMEOUT_S = 0.5
+#: The longest one Redis command may take, however its answer arrives: the socket timeout
+#: bounds each read only, and a server that drips a byte at a time stays under it forever.
+REDIS_COMMAND_BUDGET_S = 1.0
+#: Commands that may be stuck on a dripping Redis at once (each holds a daemon thread and a
+#: pooled connection); beyond that a command waits for a free slot within its budget.
+REDIS_STUCK_SLOTS = 16
 
 
 class Use(enum.Enum):
@@ -143,9 +151,25 @@ return redis.call('GET', KEYS[1])
 """
 
 
+class _BoundedRedis(redis.Redis):
+    """Every command (scripts and pings included) on a worker thread, waited for at most
+    REDIS_COMMAND_BUDGET_S; an overdue one raises redis.TimeoutError, which every caller
+    already treats as Redis being unreachable (fail closed)."""
+
+    _calls = BoundedCalls(REDIS_STUCK_SLOTS, "redis-command")
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        command = super().execute_command
+        try:
+            return self._calls.call(lambda: command(*args, **options), REDIS_COMMAND_BUDGET_S)
+        except Overdue as overdue:
+            raise redis.TimeoutError(str(overdue)) from None
+
+
 def redis_client(url: str) -> redis.Redis:
-    """A Redis client whose every call gives up after REDIS_TIMEOUT_S."""
-    return redis.Redis.from_url(
+    """A Redis client whose every read gives up after REDIS_TIMEOUT_S and every command
+    after REDIS_COMMAND_BUDGET_S."""
+    return _BoundedRedis.from_url(
         url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
 
