@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--only P1,P2,P3] [--smoke]``: run, print the table, write BENCHMARKS.md.
+"""``python -m benchmarks [--only P1,P2,P3,SOAK,FAULTS] [--smoke]``: run, print the table,
+write BENCHMARKS.md.
 
 ``--smoke`` runs every suite with tiny counts (seconds, not minutes) so that `make test`
 proves each benchmark still runs; its figures mean nothing, so it never writes BENCHMARKS.md.
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import gathering, inprocess, server, soak
+from benchmarks import faults, gathering, inprocess, server, soak
 from benchmarks.report import Result, markdown, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +22,7 @@ SUITES: dict[str, Callable[[], list[Result]]] = {
     "P2": gathering.run,
     "P3": server.run,
     "SOAK": soak.run,
+    "FAULTS": faults.run,
 }
 #: The smallest counts that still take every code path of each suite.
 SMOKE: dict[str, dict[str, Any]] = {
@@ -28,12 +30,15 @@ SMOKE: dict[str, dict[str, Any]] = {
     "P2": {"calls": 2},
     "P3": {"requests": 40, "seconds": 5.0, "threads": 2},
     "SOAK": {"seconds": 3.0, "pg_seconds": 3.0, "calls": 300},
+    "FAULTS": {"seconds": 2.0, "freeze_s": 0.5, "short_s": 1.0},
 }
+#: Suites that write their own section of the file (kept unless they ran).
+SECTIONS = (soak, faults)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", help="comma-separated: P1, P2, P3 (P3 includes P4), SOAK")
+    parser.add_argument("--only", help="comma-separated: P1, P2, P3 (P3 includes P4), SOAK, FAULTS")
     parser.add_argument(
         "--out", type=Path, help="default: BENCHMARKS.md (--smoke: test-output/BENCHMARKS-smoke.md)"
     )
@@ -44,16 +49,17 @@ def main() -> int:
         args.out.parent.mkdir(exist_ok=True)
     chosen = args.only.upper().split(",") if args.only else list(SUITES)
     started = time.monotonic()
-    kept = soak.section(args.out)  # the soak writes its own section; kept unless it ran
+    kept = [suite.section(args.out) for suite in SECTIONS]  # kept unless their suite ran
     results = []
     for key in chosen:
         print(f"running {key} ...", flush=True)
         results += SUITES[key](**(SMOKE[key] if args.smoke else {}))
     print("\n".join(table(results)))
-    timed = [result for result in results if not soak.owns(result)]
+    timed = [result for result in results if not any(s.owns(result) for s in SECTIONS)]
     if timed:
         args.out.write_text(markdown(timed, time.monotonic() - started), encoding="utf-8")
-    soak.write_section(args.out, kept)
+    for suite, old in zip(SECTIONS, kept, strict=True):
+        suite.write_section(args.out, old)
     print(f"wrote {args.out}")
     return 0
 

@@ -86,6 +86,9 @@ class Tally:
     acknowledged: int = 0  # sum of `stored` over 2xx feedback answers
     already: int = 0  # sum of `alreadyStored`
     slowest_s: float = 0.0
+    #: Per kind ("hook", "feedback"): the statuses (None: broken) and the slowest answer.
+    kinds: dict[str, Counter[int | None]] = field(default_factory=dict)
+    slowest: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -260,18 +263,25 @@ class Connection:
 
 
 def drive(
-    port: int, calls: int, seconds: float, threads: int, renew: int = 50
+    port: int,
+    calls: int,
+    seconds: float,
+    threads: int,
+    renew: int = 50,
+    stop: threading.Event | None = None,
 ) -> tuple[Tally, float]:
     """At most `calls` hook calls (each followed by feedback on its cards) within `seconds`,
     from `threads` threads each on one keep-alive connection (a new one every `renew`
-    requests); the tally and the time it took."""
+    requests), none begun once `stop` is set; the tally and the time it took."""
     tally = Tally()
     mix = templates()
     deadline = time.monotonic() + seconds
     issued = [0]
 
-    def note(status: int | None, took: float) -> None:
+    def note(status: int | None, took: float, kind: str) -> None:
         tally.slowest_s = max(tally.slowest_s, took)
+        tally.slowest[kind] = max(tally.slowest[kind], took)
+        tally.kinds.setdefault(kind, Counter())[status] += 1
         if status is None:
             tally.broken += 1
         else:
@@ -283,6 +293,8 @@ def drive(
             with tally.lock:
                 if issued[0] >= calls or time.monotonic() >= deadline:
                     break
+                if stop is not None and stop.is_set():
+                    break
                 n = issued[0]
                 issued[0] += 1
             path, template = mix[n % len(mix)]
@@ -290,7 +302,7 @@ def drive(
             status, answer, took = connection.post(path, body)
             cards = answer["cards"] if status == 200 else []
             with tally.lock:
-                note(status, took)
+                note(status, took, "hook")
                 tally.hooks += 1
                 tally.by_hook[body["hook"]] += 1
                 tally.cards += len(cards)
@@ -307,7 +319,7 @@ def drive(
                     time.sleep(RETRY_S)
                     status, answer, took = connection.post(path + "/feedback", items)
                 with tally.lock:
-                    note(status, took)
+                    note(status, took, "feedback")
                     tally.feedback_posts += 1
                     tally.resent += attempt
                     if status is not None and 200 <= status < 300:
@@ -591,22 +603,33 @@ def _per_worker(values: dict[int, float], signed: bool = False) -> str:
     return ", ".join(f"{v:+.1f}" if signed else f"{v:.0f}" for v in values.values())
 
 
-def section(path: Path) -> str | None:
-    """The Soak section of the file at `path` (up to the next ``## `` heading), if any."""
+def find_section(path: Path, heading: str) -> str | None:
+    """The section under `heading` of the file at `path` (up to the next ``## ``), if any."""
     if not path.exists():
         return None
-    found = re.search(rf"^{HEADING}\n.*?(?=^## |\Z)", path.read_text("utf-8"), re.S | re.M)
+    found = re.search(rf"^{heading}\n.*?(?=^## |\Z)", path.read_text("utf-8"), re.S | re.M)
     return found.group(0).rstrip("\n") if found else None
 
 
-def write_section(path: Path, kept: str | None) -> None:
-    """Put the Soak section at the end of the file: this run's, else `kept` (the one that was
-    there before the rest of the file was rewritten); the rest of the file stays as it is."""
-    new = "\n".join(_last_section) if _last_section else kept
+def put_section(path: Path, heading: str, lines: list[str], kept: str | None) -> None:
+    """Put the section under `heading` at the end of the file: `lines` (this run's), else
+    `kept` (the one that was there before the rest of the file was rewritten); the rest of
+    the file stays as it is."""
+    new = "\n".join(lines) if lines else kept
     if new is None:
         return
     body = path.read_text("utf-8") if path.exists() else "# Benchmarks\n"
-    old = section(path)
+    old = find_section(path, heading)
     if old is not None:
         body = re.sub(r"\n{3,}", "\n\n", body.replace(old, ""))
     path.write_text(body.rstrip("\n") + "\n\n" + new + "\n", encoding="utf-8")
+
+
+def section(path: Path) -> str | None:
+    """The Soak section of the file at `path`, if any."""
+    return find_section(path, HEADING)
+
+
+def write_section(path: Path, kept: str | None) -> None:
+    """The Soak section at the end of the file (this run's, else `kept`)."""
+    put_section(path, HEADING, _last_section, kept)
