@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import faults, gathering, inprocess, server, soak
+from benchmarks import faults, fuzz, gathering, inprocess, server, soak
 from benchmarks.report import Result, markdown, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,7 @@ SUITES: dict[str, Callable[[], list[Result]]] = {
     "P3": server.run,
     "SOAK": soak.run,
     "FAULTS": faults.run,
+    "FUZZ": fuzz.run,
 }
 #: The smallest counts that still take every code path of each suite.
 SMOKE: dict[str, dict[str, Any]] = {
@@ -31,6 +32,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "P3": {"requests": 40, "seconds": 5.0, "threads": 2},
     "SOAK": {"seconds": 3.0, "pg_seconds": 3.0, "calls": 300},
     "FAULTS": {"seconds": 2.0, "freeze_s": 0.5, "short_s": 1.0},
+    "FUZZ": {"seconds": 3.0},
 }
 #: Suites that write their own section of the file (kept unless they ran).
 SECTIONS = (soak, faults)
@@ -38,7 +40,9 @@ SECTIONS = (soak, faults)
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", help="comma-separated: P1, P2, P3 (P3 includes P4), SOAK, FAULTS")
+    parser.add_argument(
+        "--only", help="comma-separated: P1, P2, P3 (P3 includes P4), SOAK, FAULTS, FUZZ"
+    )
     parser.add_argument(
         "--out", type=Path, help="default: BENCHMARKS.md (--smoke: test-output/BENCHMARKS-smoke.md)"
     )

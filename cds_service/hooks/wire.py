@@ -65,6 +65,14 @@ class FhirAuthorization(_Wire):
         return value
 
 
+#: What the document promises of a fhirServer the service accepts (a subset of what
+#: cds_service.outbound's rules accept): an absolute http(s) URL with a host of letters,
+#: digits, dots and hyphens, an optional port and plain path segments. Schema-valid yet
+#: refused (400) was found by schemathesis: `"sqlite:"` is a URI.
+FHIR_BASE_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9_~-]+)*/?$"
+)
 #: `fhirAuthorization` requires `fhirServer` (spec: "If fhirAuthorization is provided, this
 #: field is REQUIRED"), in the OpenAPI document as the service checks it (_server_with_token):
 #: the key (dependentRequired), and a string when the token is an object (if/then).
@@ -85,7 +93,9 @@ class HookRequest(_Wire):
 
     hook: NonEmpty
     hookInstance: UUID
-    fhirServer: StrictStr | None = Field(None, json_schema_extra={"format": "uri"})
+    fhirServer: StrictStr | None = Field(
+        None, json_schema_extra={"format": "uri", "pattern": FHIR_BASE_PATTERN}
+    )
     """Canonical (cds_service.outbound), without a trailing slash."""
     fhirAuthorization: FhirAuthorization | None = None
     context: dict[str, Any]
@@ -161,25 +171,38 @@ CONTEXT_MODELS: dict[str, type[_Wire]] = {
 #: stored in a JSON list, by SUGGESTION_ID_CHARS; a reason's display, stored nowhere, only by
 #: the body size) and refused when it holds what no database column can (a NUL, a lone
 #: surrogate): a value only the database refuses would be a 503 that no retry cures.
+#: In the OpenAPI document: no NUL (a lone surrogate is no valid text for a generator).
+_NO_NUL = Field(json_schema_extra={"pattern": r"^[^\u0000]*$"})
 CardId = Annotated[
-    StrictStr, StringConstraints(min_length=1, max_length=ID_CHARS), AfterValidator(storable)
+    StrictStr,
+    StringConstraints(min_length=1, max_length=ID_CHARS),
+    AfterValidator(storable),
+    _NO_NUL,
 ]
 ReasonSystem = Annotated[
-    StrictStr, StringConstraints(min_length=1, max_length=URI_CHARS), AfterValidator(storable)
+    StrictStr,
+    StringConstraints(min_length=1, max_length=URI_CHARS),
+    AfterValidator(storable),
+    _NO_NUL,
 ]
 ReasonCode = Annotated[
     StrictStr,
     StringConstraints(min_length=1, max_length=REASON_CODE_CHARS),
     AfterValidator(storable),
+    _NO_NUL,
 ]
 UserComment = Annotated[
-    StrictStr, StringConstraints(max_length=USER_COMMENT_CHARS), AfterValidator(storable)
+    StrictStr,
+    StringConstraints(max_length=USER_COMMENT_CHARS),
+    AfterValidator(storable),
+    _NO_NUL,
 ]
-Display = Annotated[StrictStr, AfterValidator(storable)]
+Display = Annotated[StrictStr, AfterValidator(storable), _NO_NUL]
 SuggestionId = Annotated[
     StrictStr,
     StringConstraints(min_length=1, max_length=SUGGESTION_ID_CHARS),
     AfterValidator(storable),
+    _NO_NUL,
 ]
 
 
