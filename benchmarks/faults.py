@@ -86,8 +86,10 @@ class Outcome:
             bad = {s: n for s, n in statuses.items() if s is not None and s >= 500 and s != 503}
             if bad:
                 found.append(f"{kind}: {bad}")
-        if self.stored is not None and self.stored != self.tally.acknowledged:
-            found.append(f"acknowledged {self.tally.acknowledged} != stored {self.stored}")
+        # More stored than acknowledged is allowed: a POST answered 503 at its bound may
+        # still land late (a retry then stores nothing twice); fewer is a loss.
+        if self.stored is not None and self.stored < self.tally.acknowledged:
+            found.append(f"acknowledged {self.tally.acknowledged} > stored {self.stored}")
         if self.must_record_all and self.recorded != self.tally.cards:
             found.append(f"cards returned {self.tally.cards} != recorded {self.recorded}")
         if self.healthy is not None and self.healthy[0] != self.healthy[1]:
@@ -313,7 +315,10 @@ def section_lines(outcomes: list[Outcome]) -> list[str]:
         f"Bounds: hook {HOOK_DEADLINE_S} s (deadline), feedback {STORE_TIMEOUT_S} s (store) or",
         f"{REDIS_COMMAND_S} s (Redis command); a figure passes within {SLACK_S:.0f} s of its",
         "bound (2 shared cores). Acknowledged = sum of `stored` over 2xx feedback answers;",
-        "stored = rows in the store after the run. Machine: " + "; ".join(machine()) + ".",
+        "stored = rows in the store after the run (may exceed acknowledged: a POST answered",
+        "503 at its bound can land late; the load does not retry it). Machine: "
+        + "; ".join(machine())
+        + ".",
         "",
         "| fault | load | slowest answer (bound) | answers by status | acknowledged vs stored "
         "| cards returned vs recorded | verdict |",
