@@ -88,7 +88,7 @@ def columns(backend: Backend, table: str) -> set[str]:
 def test_rows_are_carried_forward_and_bound_to_no_client(store_backend, make_app):
     legacy_store(store_backend)
     app = make_app()  # migrates at start-up
-    assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+    assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
     (card,) = store_backend.rows("issued_card")
     assert card["card_uuid"] == LEGACY_CARD and card["topic"] == ANTIHISTAMINE
     assert (card["issuer"], card["tenant"]) == (None, None)
@@ -142,4 +142,4 @@ def test_downgrade_to_0001_keeps_the_rows(store_backend, make_app):
     assert "tenant" not in columns(store_backend, "feedback")
     assert store_backend.count("issued_card") == 1 and store_backend.count("feedback") == 1
     alembic(store_backend, "head")
-    assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+    assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
