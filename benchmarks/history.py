@@ -1,0 +1,164 @@
+"""S1 (SQLite) and S2 (PostgreSQL): a hook's store work costs the same on day 1000 as on day 1.
+
+Measured in this process, on the service's own store: per call, what a patient-view hook
+asks of it (``FeedbackStore.suppressed`` with the service's reasons and window, the
+per-worker memory of "nothing suppressed" off so that every call reads the store) and what
+its card recorder then writes (``FeedbackStore.record`` of one answer of two cards with a
+suggestion each). The hand-over of the read to a bounded worker thread (cds_service.bounded)
+is left out: it costs the same whatever the store holds, and its scheduling noise on a
+loaded machine would hide what does depend on it.
+
+Three stores side by side, measured in turn within each round: an empty one; one where a
+single patient has `hot_cards` issued cards (feedback on one in twenty); one with
+`patients` patients of 10 cards each. The figures are the median over the rounds of each
+filled store's time per call against the empty store's.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from itertools import cycle
+
+import psycopg
+
+from benchmarks import store_fill
+from benchmarks.report import Result, timed
+from cds_service.auth.model import PatientScope
+from cds_service.feedback.store import FeedbackStore, IssuedCards
+from cds_service.hooks.services import PATIENT_VIEW
+from cds_service.knowledge import OVERRIDE_REASON_SYSTEM
+from cds_service.settings import Settings
+
+FLAT_TARGET = 1.10
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+SECRET = b"benchmark-secret"
+HOT = "hot-patient"
+QUERIED = ("iron-below-target", "sedating-antihistamine")
+
+
+def _call(store: FeedbackStore, patients: Iterator[str]) -> Callable[[], object]:
+    """One hook's store work for the next patient."""
+    settings = Settings(demo=True)
+    since = NOW - timedelta(days=settings.suppression_days)
+    reasons = settings.suppressing_reasons
+
+    def call() -> None:
+        patient = PatientScope("demo", None, None, next(patients))
+        store.suppressed(patient, QUERIED, reasons, OVERRIDE_REASON_SYSTEM, since, PATIENT_VIEW)
+        cards = [
+            {
+                "uuid": str(uuid.uuid4()),
+                "source": {"topic": {"code": topic}},
+                "suggestions": [{"uuid": str(uuid.uuid4())}],
+            }
+            for topic in QUERIED
+        ]
+        key = store.patient_key(patient)
+        store.record(
+            [IssuedCards(store_fill.SERVICE, str(uuid.uuid4()), "demo", None, key, NOW, cards)]
+        )
+
+    return call
+
+
+def measure(
+    urls: dict[str, str], hot_cards: int, patients: int, rounds: int, count: int
+) -> dict[str, float]:
+    """Seconds per call on each store ('empty', 'hot', 'many'), median over the rounds."""
+    stores = {name: store_fill.migrated_store(url, SECRET) for name, url in urls.items()}
+    store_fill.fill(stores["hot"], [HOT], hot_cards)
+    many = [f"patient-{n}" for n in range(patients)]
+    store_fill.fill(stores["many"], many, 10)
+    fresh = [f"new-patient-{n}" for n in range(1000)]
+    calls = {
+        "empty": _call(stores["empty"], cycle(fresh)),
+        "hot": _call(stores["hot"], cycle([HOT])),
+        "many": _call(stores["many"], cycle(many[::7])),
+    }
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for call in calls.values():  # warm-up: pools, compiled statements, page cache
+        timed(call, max(1, count // 4))
+    order = list(calls)
+    for round_ in range(rounds):  # each store first in turn: no order favours one
+        for name in order[round_ % 3 :] + order[: round_ % 3]:
+            times[name].append(timed(calls[name], count))
+    for store in stores.values():
+        store.engine.dispose()
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _results(key: str, where: str, seconds: dict[str, float], hot: int, patients: int):
+    hot_ratio = seconds["hot"] / seconds["empty"]
+    many_ratio = seconds["many"] / seconds["empty"]
+    notes = [
+        f"Per call on {where}: the suppression read of a patient-view hook (the per-worker",
+        "memory off) and the recording of one answer of two cards, on the service's store.",
+        "Median over rounds, the three stores measured in turn each round.",
+        f"Empty store {seconds['empty'] * 1e3:.2f} ms per call; one patient with {hot:,}",
+        f"issued cards {seconds['hot'] * 1e3:.2f} ms; {patients:,} patients of 10 cards",
+        f"{seconds['many'] * 1e3:.2f} ms. Filled stores carry an override on one card in 20.",
+    ]
+    return [
+        Result(
+            key,
+            f"hook store work, one patient with {hot:,} cards vs an empty store ({where})",
+            f"{hot_ratio:.2f}x",
+            f"<= {FLAT_TARGET:.2f}x",
+            hot_ratio <= FLAT_TARGET,
+            notes,
+        ),
+        Result(
+            f"{key}p",
+            f"hook store work across {patients:,} patients vs an empty store ({where})",
+            f"{many_ratio:.2f}x",
+            f"<= {FLAT_TARGET:.2f}x",
+            many_ratio <= FLAT_TARGET,
+            [f"As {key}, for patients of a store of {patients:,} (every 7th, in turn)."],
+        ),
+    ]
+
+
+@contextmanager
+def _pg_databases(names: list[str]) -> Iterator[dict[str, str] | None]:
+    """Databases on a private PostgreSQL server of this run (never the machine's own)."""
+    try:
+        from tests.private_postgres import private_postgres
+    except ImportError:
+        yield None
+        return
+    try:
+        with private_postgres() as pg:
+            with psycopg.connect(pg.url, autocommit=True) as admin:
+                for name in names:
+                    admin.execute(f'CREATE DATABASE "{name}"')
+            base = pg.url.rsplit("/", 1)[0]
+            yield {name: f"{base}/{name}" for name in names}
+    except BaseException as exc:  # pytest.skip() without binaries is a BaseException
+        if type(exc).__name__ != "Skipped":
+            raise
+        yield None
+
+
+def run(
+    hot_cards: int = 100_000, patients: int = 10_000, rounds: int = 7, count: int = 200
+) -> list[Result]:
+    names = ["empty", "hot", "many"]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        urls = {name: f"sqlite:///{tmp}/{name}.sqlite3" for name in names}
+        seconds = measure(urls, hot_cards, patients, rounds, count)
+        results += _results("S1", "SQLite", seconds, hot_cards, patients)
+        with _pg_databases(names) as pg_urls:
+            if pg_urls is None:
+                results.append(
+                    Result("S2", "as S1 on PostgreSQL", "not run", "-", None, ["no server"])
+                )
+            else:
+                seconds = measure(pg_urls, hot_cards, patients, rounds, count)
+                results += _results("S2", "PostgreSQL", seconds, hot_cards, patients)
+    return results
