@@ -28,6 +28,7 @@ import psycopg
 
 from benchmarks import store_fill
 from benchmarks.report import Result, timed
+from benchmarks.server import _private_postgres
 from cds_service.auth.model import PatientScope
 from cds_service.feedback.store import FeedbackStore, IssuedCards
 from cds_service.hooks.services import PATIENT_VIEW
@@ -126,22 +127,15 @@ def _results(key: str, where: str, seconds: dict[str, float], hot: int, patients
 @contextmanager
 def _pg_databases(names: list[str]) -> Iterator[dict[str, str] | None]:
     """Databases on a private PostgreSQL server of this run (never the machine's own)."""
-    try:
-        from tests.private_postgres import private_postgres
-    except ImportError:
-        yield None
-        return
-    try:
-        with private_postgres() as pg:
-            with psycopg.connect(pg.url, autocommit=True) as admin:
-                for name in names:
-                    admin.execute(f'CREATE DATABASE "{name}"')
-            base = pg.url.rsplit("/", 1)[0]
-            yield {name: f"{base}/{name}" for name in names}
-    except BaseException as exc:  # pytest.skip() without binaries is a BaseException
-        if type(exc).__name__ != "Skipped":
-            raise
-        yield None
+    with _private_postgres() as url:
+        if url is None:
+            yield None
+            return
+        with psycopg.connect(url, autocommit=True) as admin:
+            for name in names:
+                admin.execute(f'CREATE DATABASE "{name}"')
+        base = url.rsplit("/", 1)[0]
+        yield {name: f"{base}/{name}" for name in names}
 
 
 def run(
