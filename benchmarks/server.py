@@ -186,6 +186,7 @@ def run(
     small, large = data.small_body(), data.large_body()
     bodies = mix(patients)
     with gunicorn(environ={"RLS_CDS_SUPPRESSION_DAYS": "0"}) as server:
+        ready_s = server.ready_s  # P4s: a fresh store, as a new deployment starts
         for _ in range(3):
             load(server.port, HOOK, bodies, threads, threads * 10, seconds)
         health_ns, _ = load(server.port, "/healthz", None, threads, requests, seconds)
@@ -202,7 +203,6 @@ def run(
                 server.port, HOOK, large, threads, requests // 10, seconds
             )
             memory = [rss_mb(pid) for pid in workers]
-            ready_s = server.ready_s
     with _private_postgres() as pg_url:
         if pg_url is not None:
             pg = filled(pg_url, patients, filled_cards)

@@ -116,7 +116,8 @@ class FeedbackService:
             return set()
         topics = list(topics)
         try:
-            if self.store.unsuppressed(patient):  # on this thread: no store, no worker thread
+            # On this thread: no store, no worker thread.
+            if self.store.unsuppressed(patient, self._reasons, OVERRIDE_REASON_SYSTEM):
                 return set()
             if time.monotonic() < self._skip_until:
                 self.suppression_skipped += 1

@@ -123,9 +123,10 @@ class FeedbackStore:
         self.engine = engine
         self._secret = secret
         self._migrated = migrated
-        # Patients known to have no suppression row, until a monotonic time: see unsuppressed.
+        # Patients read to have nothing suppressed: until when (monotonic), for which reason
+        # system and codes. See unsuppressed.
         self._cache_s = cache_s
-        self._unsuppressed: dict[tuple[str, str, str], float] = {}
+        self._unsuppressed: dict[tuple[str, str, str], tuple[float, str, frozenset[str]]] = {}
         self._generation = 0
         self._cache_lock = threading.Lock()
 
@@ -272,30 +273,33 @@ class FeedbackStore:
         wanted = set(topics)
         if not wanted:
             return []
-        codes = set(reasons)
+        codes = frozenset(reasons)
         since = since.astimezone(UTC)
+        key = self._cache_key(patient)
+        generation = self._generation
         latest: dict[str, Override] = {}
-        for row_service, topic, reason_system, reason_code, moment in self._suppression_rows(
-            patient
-        ):
-            if (
-                row_service != service_id
-                or topic not in wanted
-                or reason_system != system
-                or reason_code not in codes
-            ):
+        suppressing = False
+        for row_service, topic, reason_system, reason_code, moment in self._suppression_rows(key):
+            if reason_system != system or reason_code not in codes:
                 continue
             overridden_at = _aware(moment)
             if overridden_at < since:
                 continue
+            suppressing = True  # for some topic of some service, asked now or not
+            if row_service != service_id or topic not in wanted:
+                continue
             found = Override(topic, reason_code, overridden_at)
             if topic not in latest or found.overridden_at > latest[topic].overridden_at:
                 latest[topic] = found
+        if not suppressing:
+            self._remember_unsuppressed(key, generation, system, codes)
         return [latest[topic] for topic in sorted(latest)]
 
-    def unsuppressed(self, patient: PatientScope) -> bool:
+    def unsuppressed(self, patient: PatientScope, reasons: Iterable[str], system: str) -> bool:
         """Whether this process read, less than the cache time ago, that nothing at all is
-        suppressed for this patient of this client; answers without the store.
+        suppressed for this patient of this client with these reasons; answers without the
+        store. (An override older than the window cannot come back into it: the window
+        only moves forward.)
 
         Only that answer is remembered: feedback stored through this process forgets it at
         once, feedback stored through another process (a gunicorn worker, an instance) is
@@ -304,30 +308,39 @@ class FeedbackStore:
         store that fails or stops answering is seen as such by the next hook."""
         if self._cache_s <= 0:
             return False
-        expires = self._unsuppressed.get(self._cache_key(patient))
-        return expires is not None and expires > time.monotonic()
+        entry = self._unsuppressed.get(self._cache_key(patient))
+        return (
+            entry is not None
+            and entry[0] > time.monotonic()
+            and entry[1] == system
+            and entry[2] == frozenset(reasons)
+        )
 
     def _cache_key(self, patient: PatientScope) -> tuple[str, str, str]:
         return (self.patient_key(patient), patient.issuer, patient.tenant or "")
 
-    def _suppression_rows(self, patient: PatientScope) -> list[Any]:
+    def _suppression_rows(self, key: tuple[str, str, str]) -> list[Any]:
         """The patient's suppression rows (all services, topics and reasons): a handful
         whatever the history, by one primary-key range lookup."""
-        key = self._cache_key(patient)
-        generation = self._generation
         self.ensure_migrated()
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                _SUPPRESSION_ROWS, {"patient_key": key[0], "issuer": key[1], "tenant": key[2]}
-            ).all()
-        if not rows and self._cache_s > 0:
-            with self._cache_lock:
-                # Not if feedback was stored meanwhile: this read may predate it.
-                if self._generation == generation:
-                    if len(self._unsuppressed) >= CACHE_ENTRIES:
-                        self._unsuppressed.clear()
-                    self._unsuppressed[key] = time.monotonic() + self._cache_s
-        return list(rows)
+            return list(
+                connection.execute(
+                    _SUPPRESSION_ROWS, {"patient_key": key[0], "issuer": key[1], "tenant": key[2]}
+                )
+            )
+
+    def _remember_unsuppressed(
+        self, key: tuple[str, str, str], generation: int, system: str, codes: frozenset[str]
+    ) -> None:
+        if self._cache_s <= 0:
+            return
+        with self._cache_lock:
+            # Not if feedback was stored meanwhile: the read may predate it.
+            if self._generation == generation:
+                if len(self._unsuppressed) >= CACHE_ENTRIES:
+                    self._unsuppressed.clear()
+                self._unsuppressed[key] = (time.monotonic() + self._cache_s, system, codes)
 
     def _forget_cached(self, keys: Iterable[tuple[str, str, str]]) -> None:
         with self._cache_lock:

@@ -61,3 +61,16 @@ def test_another_worker_sees_the_feedback_within_its_cache_time(make_app):
     assert set(patient_view(uncached.test_client())) == {IRON}
     # Stale for at most the cache time, and only in the safe direction: the card shows.
     assert set(patient_view(worker.test_client())) == BOTH
+
+
+def test_overrides_that_suppress_nothing_are_remembered_as_nothing(make_app):
+    """A patient with history (here an override as not clinically relevant) is remembered as
+    readily as a new one: what counts is that nothing is suppressed."""
+    app = make_app(suppression_cache_s=300)
+    client = app.test_client()
+    cards = patient_view(client)
+    override(app, client, cards[ANTIHISTAMINE], "not-clinically-relevant")
+    reads = suppression_reads(app)
+    for _ in range(3):
+        assert set(patient_view(client)) == BOTH
+    assert len(reads) == 1
