@@ -54,6 +54,15 @@ _SUPPRESSION_ROWS = select(
     Suppression.issuer == bindparam("issuer"),
     Suppression.tenant == bindparam("tenant"),
 )
+_SUPPRESSION_KEY = (
+    "patient_key",
+    "issuer",
+    "tenant",
+    "service_id",
+    "topic",
+    "reason_system",
+    "reason_code",
+)
 #: Insert-or-ignore of issued cards and suggestions (executemany), per dialect, built once.
 _RECORD = {
     name: (
@@ -480,14 +489,13 @@ def _write_suppressions(
         if row["reason_system"] is None or row["reason_code"] is None:
             continue
         patient_key, service_id, topic = card
-        key = (patient_key, client.issuer, tenant, service_id, topic)
-        key += (row["reason_system"], row["reason_code"])
+        reason: tuple[str, str] = (row["reason_system"], row["reason_code"])
+        key = (patient_key, client.issuer, tenant, service_id, topic, *reason)
         moment = row["outcome_at"].astimezone(UTC)
         if key not in latest or moment > latest[key]:
             latest[key] = moment
     if latest:
-        names = ("patient_key", "issuer", "tenant", "service_id", "topic")
-        names += ("reason_system", "reason_code")
+        names = _SUPPRESSION_KEY
         values = [dict(zip(names, key, strict=True)) | {"overridden_at": moment}
                   for key, moment in latest.items()]  # fmt: skip
         insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
