@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--only P1,P2,P3,S,SOAK,FAULTS] [--smoke]``: run, print the table,
+"""``python -m benchmarks [--only P1,P2,P3,H,SOAK,FAULTS] [--smoke]``: run, print the table,
 write BENCHMARKS.md.
 
 ``--smoke`` runs every suite with tiny counts (seconds, not minutes) so that `make test`
@@ -21,7 +21,7 @@ SUITES: dict[str, Callable[[], list[Result]]] = {
     "P1": inprocess.run,
     "P2": gathering.run,
     "P3": server.run,
-    "S": history.run,
+    "H": history.run,
     "SOAK": soak.run,
     "FAULTS": faults.run,
     "FUZZ": fuzz.run,
@@ -31,7 +31,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "P1": {"rounds": 1, "count": 2},
     "P2": {"calls": 2},
     "P3": {"requests": 40, "seconds": 5.0, "threads": 2, "patients": 4, "filled_cards": 200},
-    "S": {"hot_cards": 200, "patients": 20, "rounds": 1, "count": 5},
+    "H": {"hot_cards": 200, "patients": 20, "rounds": 1, "count": 5},
     "SOAK": {"seconds": 3.0, "pg_seconds": 3.0, "calls": 300},
     "FAULTS": {"seconds": 2.0, "freeze_s": 0.5, "short_s": 1.0},
     "FUZZ": {"seconds": 3.0},
@@ -43,7 +43,7 @@ SECTIONS = (soak, faults)
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
-        "--only", help="comma-separated: P1, P2, P3 (P3 includes P4), S, SOAK, FAULTS, FUZZ"
+        "--only", help="comma-separated: P1, P2, P3 (P3 includes P4), H, SOAK, FAULTS, FUZZ"
     )
     parser.add_argument(
         "--out", type=Path, help="default: BENCHMARKS.md (--smoke: test-output/BENCHMARKS-smoke.md)"

@@ -1,4 +1,4 @@
-"""S1 (SQLite) and S2 (PostgreSQL): a hook's store work costs the same on day 1000 as on day 1.
+"""H1 (SQLite), H2 (PostgreSQL): a hook's store work costs the same on day 1000 as on day 1.
 
 Measured in this process, on the service's own store: per call, what a patient-view hook
 asks of it (``FeedbackStore.suppressed`` with the service's reasons and window, the
@@ -146,13 +146,13 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         urls = {name: f"sqlite:///{tmp}/{name}.sqlite3" for name in names}
         seconds = measure(urls, hot_cards, patients, rounds, count)
-        results += _results("S1", "SQLite", seconds, hot_cards, patients)
+        results += _results("H1", "SQLite", seconds, hot_cards, patients)
         with _pg_databases(names) as pg_urls:
             if pg_urls is None:
                 results.append(
-                    Result("S2", "as S1 on PostgreSQL", "not run", "-", None, ["no server"])
+                    Result("H2", "as H1 on PostgreSQL", "not run", "-", None, ["no server"])
                 )
             else:
                 seconds = measure(pg_urls, hot_cards, patients, rounds, count)
-                results += _results("S2", "PostgreSQL", seconds, hot_cards, patients)
+                results += _results("H2", "PostgreSQL", seconds, hot_cards, patients)
     return results

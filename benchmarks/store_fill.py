@@ -1,5 +1,5 @@
 """Fill a store (SQLite or PostgreSQL) quickly with issued cards and feedback, as a store of a
-service that has run for a long time looks: for the history benchmark (S1, S2) and P3.
+service that has run for a long time looks: for the history benchmark (H1, H2) and P3.
 
 Cards go in by executemany of one insert, thousands a statement, bypassing the service
 (which records them one answer at a time); feedback goes through the store's own write,
