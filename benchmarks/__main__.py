@@ -35,7 +35,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "FUZZ": {"seconds": 3.0},
 }
 #: Suites that write their own section of the file (kept unless they ran).
-SECTIONS = (soak, faults)
+SECTIONS = (soak, faults, fuzz)
 
 
 def main() -> int:
