@@ -32,7 +32,7 @@ SMOKE: dict[str, dict[str, Any]] = {
     "P3": {"requests": 40, "seconds": 5.0, "threads": 2},
     "SOAK": {"seconds": 3.0, "pg_seconds": 3.0, "calls": 300},
     "FAULTS": {"seconds": 2.0, "freeze_s": 0.5, "short_s": 1.0},
-    "FUZZ": {"seconds": 3.0},
+    "FUZZ": {"seconds": 3.0, "batch": 5},
 }
 #: Suites that write their own section of the file (kept unless they ran).
 SECTIONS = (soak, faults, fuzz)

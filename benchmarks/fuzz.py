@@ -55,11 +55,16 @@ def _runs() -> list[tuple[str, str, GenerationMode]]:
     return positive + negative
 
 
-def run(seconds: float = 300.0) -> list[Result]:
-    """FZ for two thirds of `seconds`, FZa for the rest."""
+def run(seconds: float = 300.0, batch: int = BATCH) -> list[Result]:
+    """FZ for two thirds of `seconds`, FZa for the rest (each pair at least one `batch`)."""
     results = [
-        _fuzz("FZ", "schemathesis: documented answers, no 5xx, invalid refused", seconds * 2 / 3),
-        _fuzz("FZa", "schemathesis: schema-valid requests accepted", seconds / 3, accept=True),
+        _fuzz(
+            "FZ",
+            "schemathesis: documented answers, no 5xx, invalid refused",
+            seconds * 2 / 3,
+            batch,
+        ),
+        _fuzz("FZa", "schemathesis: schema-valid requests accepted", seconds / 3, batch, True),
     ]
     _last_section[:] = _section_lines(results)
     return results
@@ -93,8 +98,8 @@ def section(path: Path) -> str | None:
     return soak.find_section(path, HEADING)
 
 
-def _fuzz(key: str, what: str, seconds: float, accept: bool = False) -> Result:
-    """Each operation and mode for seconds / runs, in batches of BATCH examples."""
+def _fuzz(key: str, what: str, seconds: float, size: int, accept: bool = False) -> Result:
+    """Each operation and mode for seconds / runs, in batches of `size` examples."""
     runs = [r for r in _runs() if r[2] is GenerationMode.POSITIVE] if accept else _runs()
     share = seconds / len(runs)
     examples: Counter[str] = Counter()
@@ -116,14 +121,14 @@ def _fuzz(key: str, what: str, seconds: float, accept: bool = False) -> Result:
             rules = document["paths"][path][method.lower()].get("x-rules-beyond-schema", [])
             judge = oracle.judge(path, rules) if accept else None
             ends = time.monotonic() + share
-            batch = 0
+            seed = 0
             while time.monotonic() < ends and name not in failures:
                 failure = _batch(
-                    schema[path][method], mode, checks, batch, (examples, ruled), name, judge
+                    schema[path][method], mode, checks, seed, (examples, ruled), name, judge, size
                 )
                 if failure:
                     failures[name] = failure
-                batch += 1
+                seed += 1
         took = time.monotonic() - started
     total = sum(examples.values())
     notes = [
@@ -219,14 +224,15 @@ def _batch(
     counts: tuple[Counter[str], Counter[str]],
     name: str,
     judge: Judge | None,
+    size: int,
 ) -> str | None:
-    """BATCH examples from `seed`; the first line of the failure schemathesis found, if any
+    """`size` examples from `seed`; the first line of the failure schemathesis found, if any
     (a refusal `judge` finds documented and deserved is counted, not checked)."""
     examples, ruled = counts
 
     @given(case=operation.as_strategy(generation_mode=mode))
     @settings(
-        max_examples=BATCH,
+        max_examples=size,
         database=None,
         deadline=None,
         suppress_health_check=list(HealthCheck),
