@@ -116,6 +116,7 @@ def _migrate(settings: Settings) -> None:
     finally:
         engine.dispose()  # no pooled connection may cross the fork
     os.environ[MIGRATED_VARIABLE] = "false"
+    log.info("store migrated by the gunicorn master")
 
 
 def cleanup() -> None:
