@@ -28,7 +28,7 @@ from benchmarks.report import Result
 HOOK = "/cds-services/rls-secondary-causes"
 THROUGHPUT_TARGET = 0.5
 RSS_TARGET_MB = 150
-READY_TARGET_S = 2.0
+READY_TARGET_S = 1.0
 #: Settings a caller may pass through to the server under test (e.g. a database).
 KEEP = {"RLS_CDS_DATABASE_URL", "RLS_CDS_SUPPRESSION_DAYS", "RLS_CDS_WORKERS"}
 
@@ -198,11 +198,12 @@ def run(requests: int = 3000, seconds: float = 15.0, threads: int = 8) -> list[R
             "P4s",
             "process start to /readyz 200",
             f"{ready_s:.2f} s",
-            f"<= {READY_TARGET_S:.0f} s",
+            f"<= {READY_TARGET_S:.1f} s",
             ready_s <= READY_TARGET_S,
             [
                 "From starting `rls-cds serve --prod` to the first 200 from /readyz (knowledge",
-                "base loaded and checked, store migrated, polled every 20 ms).",
+                "base loaded and checked, a new store migrated, polled every 20 ms). The master",
+                "imports the application once and migrates; each worker then builds its app.",
             ],
         ),
     ]
