@@ -51,6 +51,7 @@ if ! command -v valgrind >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
         { as_root apt-get update -qq >/dev/null 2>&1 && as_root apt-get install -y -qq valgrind >/dev/null 2>&1; }
 fi
 command -v valgrind >/dev/null 2>&1 || lack "valgrind, for the benchmarks' instruction counts: install Debian's package (apt-get install valgrind)"
+command -v cc >/dev/null 2>&1 || lack "a C compiler (cc), for the benchmarks' callgrind helper: install Debian's gcc (apt-get install gcc)"
 
 if [ "$missing" -gt 0 ]; then
     printf 'make: %d prerequisite(s) missing; see "Prerequisites" in README.md\n' "$missing" >&2
