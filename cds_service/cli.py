@@ -24,6 +24,7 @@ stderr. ``check`` and ``explain`` live in cds_service.cli_check.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -230,6 +231,8 @@ def _feedback_report(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"demo": True} if args.demo else {}
     overrides |= {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.prod:  # the master's imports keep all they allocate (cds_service.preload)
+        gc.disable()
     settings = settings_from_env(**overrides)
     if args.prod:
         return _run_gunicorn(overrides, settings)
