@@ -24,6 +24,7 @@ stderr. ``check`` and ``explain`` live in cds_service.cli_check.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from cds_service import __version__
 
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     from cds_service.settings import Settings
 
 DEV_ISSUER = "https://ehr.example.org/dev"
+
+#: What each gunicorn worker calls to build its app.
+GUNICORN_APP = "cds_service.app:create_app()"
 
 HOOK_SERVICES = {
     "patient-view": "rls-secondary-causes",
@@ -227,10 +231,12 @@ def _feedback_report(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"demo": True} if args.demo else {}
     overrides |= {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.prod:  # the master's imports keep all they allocate (cds_service.preload)
+        gc.disable()
     settings = settings_from_env(**overrides)
-    check_startup(settings)  # before any log line; under gunicorn, a traceback per worker
     if args.prod:
-        _exec_gunicorn(overrides)
+        return _run_gunicorn(overrides, settings)
+    check_startup(settings)  # before any log line
     app = _create_app(settings)
     # SIGTERM ends the process as an exit, not a kill: the card recorder flushes at exit.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -282,15 +288,22 @@ def _create_app(settings: Settings) -> Flask:
         raise InputError(f"knowledge base (RLS_CDS_CARDS_DIR): {exc}") from None
 
 
-def _exec_gunicorn(overrides: dict[str, Any]) -> NoReturn:
-    """Replace this process by gunicorn (signals then reach its master directly); the
-    options travel as RLS_CDS_* variables, which the config and every worker read."""
-    env = dict(os.environ)
+def _run_gunicorn(overrides: dict[str, Any], settings: Settings) -> int:
+    """This process becomes gunicorn's master, before anything heavy is imported here: the
+    master imports the application once, and its workers inherit it (cds_service.preload).
+    The options travel as RLS_CDS_* variables, which the config and every worker read."""
     for name, value in overrides.items():
-        env[f"RLS_CDS_{name.upper()}"] = str(value).lower() if value is True else str(value)
-    app = "cds_service.app:create_app()"
-    config = "python:cds_service.gunicorn_conf"
-    os.execve(sys.executable, [sys.executable, "-m", "gunicorn", "-c", config, app], env)
+        os.environ[f"RLS_CDS_{name.upper()}"] = str(value).lower() if value is True else str(value)
+    from gunicorn.app.wsgiapp import WSGIApplication
+
+    from cds_service import preload
+
+    # gunicorn's own command line, as the Dockerfile's documented equivalent runs it
+    sys.argv = [sys.argv[0], "-c", "python:cds_service.gunicorn_conf", GUNICORN_APP]
+    server = WSGIApplication("%(prog)s [OPTIONS] [APP_MODULE]", prog="rls-cds serve --prod")
+    preload.prepare(settings)  # before the arbiter's first log line: a bad setting, one line
+    server.run()
+    return 0
 
 
 def _local_app(now: datetime | None, fhir_servers: tuple[str, ...] = ()) -> Flask:

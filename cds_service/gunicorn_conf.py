@@ -9,6 +9,8 @@ the address (default ``RLS_CDS_HOST:RLS_CDS_PORT``); ``RLS_CDS_METRICS_PORT`` ad
 second, internal one for /metrics. The worker timeout sits far above the
 hook deadline; on SIGTERM workers finish the calls they have within ``graceful_timeout``.
 Metrics of all workers are added up through files in ``PROMETHEUS_MULTIPROC_DIR``.
+The master imports the application once before it forks (cds_service.preload, from
+``on_starting``); each worker then creates its own app, recorder and connections.
 """
 
 from __future__ import annotations
@@ -16,14 +18,13 @@ from __future__ import annotations
 import gc
 import math
 import os
-import shutil
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
+from cds_service import preload
 from cds_service.settings import Settings
 
-MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 DEFAULT_THREADS = 4
 
 
@@ -71,19 +72,18 @@ control_socket_disable = True  # gunicorn >= 24's control socket: not used, one 
 if Path("/dev/shm").is_dir():
     worker_tmp_dir = "/dev/shm"  # heartbeats off the (possibly slow, overlay) disk
 
-_own_metrics_dir: list[str] = []
-
 
 def on_starting(server: Any) -> None:
-    """Give the workers (forked after this, importing the app then) a metrics directory,
-    emptied: values left by an earlier run would be added in."""
-    if MULTIPROC_DIR not in os.environ:
-        os.environ[MULTIPROC_DIR] = tempfile.mkdtemp(prefix="rls-cds-metrics-")
-        _own_metrics_dir.append(os.environ[MULTIPROC_DIR])
-    directory = Path(os.environ[MULTIPROC_DIR])
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    """Before the first worker forks: the master's one-time work (cds_service.preload:
+    the metrics directory, the start-up checks, the application imported, the store
+    migrated). A bad setting is one line and exit 2, as from ``rls-cds serve --prod``."""
+    from cds_service.cli import InputError
+
+    try:
+        preload.prepare(_settings)
+    except InputError as exc:
+        print(f"rls-cds: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(exc.exit_code) from None
 
 
 def post_worker_init(worker: Any) -> None:
@@ -110,5 +110,4 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    for directory in _own_metrics_dir:
-        shutil.rmtree(directory, ignore_errors=True)
+    preload.cleanup()

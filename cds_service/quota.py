@@ -15,11 +15,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
-
-import redis
+from typing import TYPE_CHECKING, Protocol
 
 from cds_service.errors import QuotaExceeded, StoreUnavailable
+
+if TYPE_CHECKING:  # imported where used: only a service with Redis configured pays ~50 ms
+    import redis
 
 
 class Quota(Protocol):
@@ -88,6 +89,8 @@ class RedisQuota:
         self._script = client.register_script(_CHARGE)
 
     def charge(self, client: str, units: int) -> None:
+        import redis
+
         key = f"{self._prefix}:{hashlib.sha256(client.encode()).hexdigest()}"
         try:
             wait = self._script(keys=[key], args=[units, self._limit, self._window_s])

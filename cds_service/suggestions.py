@@ -10,20 +10,31 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
-
-from fhir.resources.R4B.medicationrequest import MedicationRequest
-from fhir.resources.R4B.servicerequest import ServiceRequest
+from typing import TYPE_CHECKING, Any
 
 from cds_service.knowledge import ActionDef
+
+if TYPE_CHECKING:
+    from fhir.resources.R4B.medicationrequest import MedicationRequest
+    from fhir.resources.R4B.servicerequest import ServiceRequest
 
 
 class SuggestionError(ValueError):
     """Raised when a suggestion definition does not make a valid FHIR resource."""
 
 
+def load_models() -> tuple[type[MedicationRequest], type[ServiceRequest]]:
+    """The two fhir.resources models, imported on first use (about 60 ms, which commands
+    that build no card need not pay; the gunicorn master imports them for its workers)."""
+    from fhir.resources.R4B.medicationrequest import MedicationRequest
+    from fhir.resources.R4B.servicerequest import ServiceRequest
+
+    return MedicationRequest, ServiceRequest
+
+
 def build_resource(action: ActionDef, patient_id: str, now: datetime) -> dict[str, Any]:
     """The validated resource for one create action, for `patient_id`, authored `now`."""
+    MedicationRequest, ServiceRequest = load_models()
     assert action.type == "create" and action.text is not None
     concept: dict[str, Any] = {"text": action.text}
     if action.coding:
@@ -67,6 +78,7 @@ def validated_update(resource: Mapping[str, Any]) -> dict[str, Any]:
     The order comes from the EHR and only its dosage was changed by us, so an order that
     was invalid as received cannot be offered back as a one-click update.
     """
+    MedicationRequest, _ = load_models()
     try:
         model = MedicationRequest.model_validate(dict(resource))
     except ValueError as exc:

@@ -43,6 +43,16 @@ if [ ! -x "$CHROMIUM" ] && command -v apt-get >/dev/null 2>&1; then
 fi
 [ -x "$CHROMIUM" ] || lack "Chromium at $CHROMIUM, for the browser tests: install Debian's package (apt-get install chromium)"
 
+# Debian's valgrind for the benchmarks' instruction counts (callgrind, benchmarks/instructions.py).
+if ! command -v valgrind >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    echo "make: installing Debian's valgrind for the benchmarks' instruction counts" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get install -y -qq valgrind >/dev/null 2>&1 ||
+        { as_root apt-get update -qq >/dev/null 2>&1 && as_root apt-get install -y -qq valgrind >/dev/null 2>&1; }
+fi
+command -v valgrind >/dev/null 2>&1 || lack "valgrind, for the benchmarks' instruction counts: install Debian's package (apt-get install valgrind)"
+command -v cc >/dev/null 2>&1 || lack "a C compiler (cc), for the benchmarks' callgrind helper: install Debian's gcc (apt-get install gcc)"
+
 if [ "$missing" -gt 0 ]; then
     printf 'make: %d prerequisite(s) missing; see "Prerequisites" in README.md\n' "$missing" >&2
     exit 1

@@ -20,18 +20,20 @@ Keys and records hold a SHA-256 of (issuer, jti), never a token value.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import heapq
 import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
-
-import redis
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cds_service.bounded import BoundedCalls, Overdue
 from cds_service.errors import QuotaExceeded, ReplayStoreUnavailable
+
+if TYPE_CHECKING:  # imported where used: only a service with Redis configured pays ~50 ms
+    import redis
 
 #: Each read and connect; a command as a whole gets REDIS_COMMAND_BUDGET_S.
 REDIS_TIMEOUT_S = 0.5
@@ -151,25 +153,32 @@ return redis.call('GET', KEYS[1])
 """
 
 
-class _BoundedRedis(redis.Redis):
-    """Every command (scripts and pings included) on a worker thread, waited for at most
-    REDIS_COMMAND_BUDGET_S; an overdue one raises redis.TimeoutError, which every caller
-    already treats as Redis being unreachable (fail closed)."""
+@functools.cache
+def _bounded_redis() -> type[redis.Redis]:
+    """The client class, made on first use (redis is imported only when configured)."""
+    import redis
 
-    _calls = BoundedCalls(REDIS_STUCK_SLOTS, "redis-command")
+    class BoundedRedis(redis.Redis):
+        """Every command (scripts and pings included) on a worker thread, waited for at most
+        REDIS_COMMAND_BUDGET_S; an overdue one raises redis.TimeoutError, which every caller
+        already treats as Redis being unreachable (fail closed)."""
 
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        command = super().execute_command
-        try:
-            return self._calls.call(lambda: command(*args, **options), REDIS_COMMAND_BUDGET_S)
-        except Overdue as overdue:
-            raise redis.TimeoutError(str(overdue)) from None
+        _calls = BoundedCalls(REDIS_STUCK_SLOTS, "redis-command")
+
+        def execute_command(self, *args: Any, **options: Any) -> Any:
+            command = super().execute_command
+            try:
+                return self._calls.call(lambda: command(*args, **options), REDIS_COMMAND_BUDGET_S)
+            except Overdue as overdue:
+                raise redis.TimeoutError(str(overdue)) from None
+
+    return BoundedRedis
 
 
 def redis_client(url: str) -> redis.Redis:
     """A Redis client whose every read gives up after REDIS_TIMEOUT_S and every command
     after REDIS_COMMAND_BUDGET_S."""
-    return _BoundedRedis.from_url(
+    return _bounded_redis().from_url(
         url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S
     )
 
@@ -207,6 +216,8 @@ class RedisReplayStore:
         return f"{self._prefix}:jti-since"
 
     def first_use(self, issuer: str, jti: str, issued_at: float, expires_at: float) -> Use:
+        import redis
+
         # relative expiry: the Redis host's clock need not agree with ours
         seconds = max(math.ceil(expires_at - self._clock()), 1)
         try:
@@ -224,6 +235,8 @@ class RedisReplayStore:
         return _VERDICTS[int(verdict)]
 
     def reachable(self) -> bool:
+        import redis
+
         try:
             return bool(self._redis.ping())
         except redis.RedisError:

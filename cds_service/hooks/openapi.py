@@ -54,6 +54,41 @@ EXAMPLES = {
     "order-select": "order-select-rls-gabapentin-ckd-pregabalin",
     "order-sign": "order-sign-rls-gabapentin-ckd-pregabalin",
 }
+#: What a schema-valid request must also satisfy and JSON Schema cannot state (it depends on
+#: the deployment, on other fields' values or on the time of receipt). Each broken rule is
+#: refused with its status, naming the field. The document lists them per operation
+#: (``x-rules-beyond-schema``, and in words in the description) for integrators and for the
+#: fuzzing of `make bench`, which accepts these refusals of schema-valid requests and no other.
+HOOK_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "field": "prefetch",
+        "status": 412,
+        "rule": "the prefetch holds every key the rules need, or fhirServer names a server "
+        "that can provide the missing ones",
+    },
+    {
+        "field": "fhirServer",
+        "status": 400,
+        "rule": "when data must be fetched, fhirServer is under a prefix of this deployment's "
+        "FHIR allow-list and, for a client bound to FHIR servers, one of them",
+    },
+)
+ORDER_SELECT_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "field": "context.selections",
+        "status": 400,
+        "rule": "each selection names a draft order of context.draftOrders (its Type/id, or "
+        "the entry's fullUrl)",
+    },
+)
+FEEDBACK_RULES: tuple[dict[str, Any], ...] = (
+    {
+        "field": "outcomeTimestamp",
+        "status": 400,
+        "rule": "no later than the item's receipt and no earlier than its card's issue, each "
+        "within the allowed clock skew",
+    },
+)
 _FEEDBACK_ERRORS = {
     "400": "Not valid CDS Hooks feedback (the body names the item and field), an "
     "outcomeTimestamp later than now or earlier than its card, or credentials outside one "
@@ -119,6 +154,23 @@ def _example(hook: str) -> dict[str, Any]:
     }
 
 
+def rules_beyond_schema(hook: str | None) -> tuple[dict[str, Any], ...]:
+    """The rules of HOOK_RULES and its kin that apply to a hook's requests (None: feedback)."""
+    if hook is None:
+        return FEEDBACK_RULES
+    return HOOK_RULES + (ORDER_SELECT_RULES if hook == "order-select" else ())
+
+
+def _with_rules(description: str, hook: str | None) -> dict[str, Any]:
+    """The operation's description with its rules beyond the schema, in words and as data."""
+    rules = rules_beyond_schema(hook)
+    words = "; ".join(f"`{r['field']}`: {r['rule']} (else {r['status']})" for r in rules)
+    return {
+        "description": f"{description}\n\nBeyond the schema: {words}.",
+        "x-rules-beyond-schema": list(rules),
+    }
+
+
 def _hook_operation(service: ServiceDefinition, security: list[dict[str, list[str]]]) -> dict:
     request = f"{wire.CONTEXT_MODELS[service.hook].__name__.removesuffix('Context')}Request"
     body: dict[str, Any] = {"schema": {"$ref": REF.format(model=request)}}
@@ -129,7 +181,7 @@ def _hook_operation(service: ServiceDefinition, security: list[dict[str, list[st
             "operationId": f"call-{service.id}",
             "tags": ["hooks"],
             "summary": f"{service.title} ({service.hook})",
-            "description": service.description,
+            **_with_rules(service.description, service.hook),
             "security": security,
             "requestBody": {
                 "required": True,
@@ -170,6 +222,7 @@ def openapi_document(
             "operationId": "feedback",
             "tags": ["hooks"],
             "summary": "The spec's feedback: a card accepted (which suggestions) or overridden",
+            **_with_rules("Items are stored all or none: one bad item refuses the batch.", None),
             "security": security,
             "parameters": [
                 {

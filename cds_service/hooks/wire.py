@@ -50,7 +50,11 @@ class _Wire(BaseModel):
 class FhirAuthorization(_Wire):
     """The OAuth token the EHR lends for FHIR queries; transient, never logged or stored."""
 
-    access_token: SecretStr = Field(min_length=1, max_length=MAX_ACCESS_TOKEN_CHARS)
+    access_token: SecretStr = Field(
+        min_length=1,
+        max_length=MAX_ACCESS_TOKEN_CHARS,
+        json_schema_extra={"pattern": "^[!-~]+$"},  # _visible_ascii, in the document
+    )
     token_type: Literal["Bearer"]
     expires_in: StrictInt
     scope: NonEmpty
@@ -75,9 +79,9 @@ FHIR_BASE_PATTERN = (
 )
 #: `fhirAuthorization` requires `fhirServer` (spec: "If fhirAuthorization is provided, this
 #: field is REQUIRED"), in the OpenAPI document as the service checks it (_server_with_token):
-#: the key (dependentRequired), and a string when the token is an object (if/then).
+#: a string when the token is an object (if/then). A null token is no token, so not
+#: dependentRequired, which would also refuse ``"fhirAuthorization": null`` alone.
 _SERVER_WITH_TOKEN: dict[str, Any] = {
-    "dependentRequired": {"fhirAuthorization": ["fhirServer"]},
     "if": {
         "required": ["fhirAuthorization"],
         "properties": {"fhirAuthorization": {"type": "object"}},
