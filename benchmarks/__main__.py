@@ -1,5 +1,5 @@
-"""``python -m benchmarks [--only P1,P2,P3,INSTR,SOAK,FAULTS] [--smoke]``: run, print the
-table, write BENCHMARKS.md.
+"""``python -m benchmarks [--only P1,P2,P3,H,INSTR,SOAK,FAULTS] [--smoke]``: run, print
+the table, write BENCHMARKS.md.
 
 ``--smoke`` runs every suite with tiny counts (seconds, not minutes) so that `make test`
 proves each benchmark still runs; its figures mean nothing, so it never writes BENCHMARKS.md.
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import faults, fuzz, gathering, inprocess, instructions, server, soak
+from benchmarks import faults, fuzz, gathering, history, inprocess, instructions, server, soak
 from benchmarks.report import Result, markdown, table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +21,7 @@ SUITES: dict[str, Callable[[], list[Result]]] = {
     "P1": inprocess.run,
     "P2": gathering.run,
     "P3": server.run,
+    "H": history.run,
     "INSTR": instructions.run,
     "SOAK": soak.run,
     "FAULTS": faults.run,
@@ -30,7 +31,8 @@ SUITES: dict[str, Callable[[], list[Result]]] = {
 SMOKE: dict[str, dict[str, Any]] = {
     "P1": {"rounds": 1, "count": 2},
     "P2": {"calls": 2},
-    "P3": {"requests": 40, "seconds": 5.0, "threads": 2},
+    "P3": {"requests": 40, "seconds": 5.0, "threads": 2, "patients": 4, "filled_cards": 200},
+    "H": {"hot_cards": 200, "patients": 20, "rounds": 1, "count": 5},
     "INSTR": {"count": 1, "warm": 1},
     "SOAK": {"seconds": 3.0, "pg_seconds": 3.0, "calls": 300},
     "FAULTS": {"seconds": 2.0, "freeze_s": 0.5, "short_s": 1.0},
@@ -44,7 +46,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "--only",
-        help="comma-separated: P1, P2, P3 (P3 includes P4), INSTR (P1i, P3i), SOAK, FAULTS, FUZZ",
+        help="comma-separated: P1, P2, P3 (P3 includes P4), H, INSTR (P1i, P3i), SOAK, FAULTS, "
+        "FUZZ",
     )
     parser.add_argument(
         "--out", type=Path, help="default: BENCHMARKS.md (--smoke: test-output/BENCHMARKS-smoke.md)"

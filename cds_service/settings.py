@@ -175,6 +175,17 @@ class Settings(BaseSettings):
         ("already-addressed", "patient-declined"),
         description="Override reason codes that suppress the topic for the patient.",
     )
+    suppression_cache_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description=(
+            "Seconds a worker remembers that nothing is suppressed for a patient (0: off). "
+            "Feedback stored through that worker ends it at once; feedback stored through "
+            "another worker or instance shows there at most this much later (until then "
+            "the card may show again, which is safe; nothing is ever hidden from memory)."
+        ),
+    )
     feedback_quota_items: int = Field(
         10_000,
         ge=1,

@@ -116,6 +116,9 @@ class FeedbackService:
             return set()
         topics = list(topics)
         try:
+            # On this thread: no store, no worker thread.
+            if self.store.unsuppressed(patient, self._reasons, OVERRIDE_REASON_SYSTEM):
+                return set()
             if time.monotonic() < self._skip_until:
                 self.suppression_skipped += 1
                 return set()
@@ -329,7 +332,10 @@ def build_feedback(settings: Settings, engine: Engine) -> FeedbackService:
     recorder. A database that is down at start-up does not stop the service: hooks answer,
     and the store is migrated on its first use once the database is back."""
     store = FeedbackStore(
-        engine, patient_key_secret(settings), migrated=not settings.migrate_on_start
+        engine,
+        patient_key_secret(settings),
+        migrated=not settings.migrate_on_start,
+        cache_s=settings.suppression_cache_s,
     )
     if settings.migrate_on_start:
         try:

@@ -74,3 +74,26 @@ class Feedback(Base):
     """The issuer of the client that sent it ('demo' in demo mode)."""
     tenant: Mapped[str | None] = mapped_column(String(CLIENT_CHARS))
     """The tenant of the client that sent it ('' for none); NULL before migration 0002."""
+
+
+class Suppression(Base):
+    """The latest suppressing-kind override per (patient, client, service, topic, reason):
+    what suppression reads, written with the feedback (migration 0003 carried the feedback
+    stored before over). One row per key, whatever the patient's history, so that a hook's
+    suppression read is one primary-key range lookup that costs the same on day 1000 as on
+    day 1. Which reasons suppress, and for how long, stay settings applied when reading."""
+
+    __tablename__ = "suppression"
+
+    patient_key: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(CLIENT_CHARS), primary_key=True)
+    """The client the card was issued to, who also sent the feedback."""
+    tenant: Mapped[str] = mapped_column(String(CLIENT_CHARS), primary_key=True)
+    """Its tenant ('' when it has none)."""
+    service_id: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    """The service that issued the card."""
+    topic: Mapped[str] = mapped_column(String(ID_CHARS), primary_key=True)
+    reason_system: Mapped[str] = mapped_column(String(URI_CHARS), primary_key=True)
+    reason_code: Mapped[str] = mapped_column(String(REASON_CODE_CHARS), primary_key=True)
+    overridden_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    """The latest outcomeTimestamp of such an override (UTC): the window counts from it."""

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, text
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -27,7 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.auth.model import Client, PatientScope
 from cds_service.errors import StoreUnavailable
-from cds_service.feedback.models import Feedback, IssuedCard, IssuedSuggestion
+from cds_service.feedback.models import Feedback, IssuedCard, IssuedSuggestion, Suppression
 from cds_service.hooks.wire import FeedbackItem
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -35,6 +36,39 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x726C7363
 _BATCH = 500
 _MIGRATING = threading.Lock()
+#: Most patients whose "nothing suppressed" one process remembers (then it starts afresh).
+CACHE_ENTRIES = 50_000
+#: A patient's suppression rows, one primary-key range lookup. Built once: a hook pays for
+#: executing it, not for building and compiling a query (SQLAlchemy caches the compiled form
+#: per engine under this statement's key).
+_SUPPRESSION_ROWS = select(
+    Suppression.service_id,
+    Suppression.topic,
+    Suppression.reason_system,
+    Suppression.reason_code,
+    Suppression.overridden_at,
+).where(
+    Suppression.patient_key == bindparam("patient_key"),
+    Suppression.issuer == bindparam("issuer"),
+    Suppression.tenant == bindparam("tenant"),
+)
+_SUPPRESSION_KEY = (
+    "patient_key",
+    "issuer",
+    "tenant",
+    "service_id",
+    "topic",
+    "reason_system",
+    "reason_code",
+)
+#: Insert-or-ignore of issued cards and suggestions (executemany), per dialect, built once.
+_RECORD = {
+    name: (
+        insert(IssuedCard).on_conflict_do_nothing(index_elements=["card_uuid"]),
+        insert(IssuedSuggestion).on_conflict_do_nothing(index_elements=["suggestion_uuid"]),
+    )
+    for name, insert in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
 
 
 @dataclass(frozen=True)
@@ -86,10 +120,22 @@ class TopicReport:
 class FeedbackStore:
     """SQLAlchemy access to the store; SQLite and PostgreSQL alike."""
 
-    def __init__(self, engine: Engine, secret: bytes | None, migrated: bool = False):
+    def __init__(
+        self,
+        engine: Engine,
+        secret: bytes | None,
+        migrated: bool = False,
+        cache_s: float = 0.0,
+    ):
         self.engine = engine
         self._secret = secret
         self._migrated = migrated
+        # Patients read to have nothing suppressed: until when (monotonic), for which reason
+        # system and codes. See unsuppressed.
+        self._cache_s = cache_s
+        self._unsuppressed: dict[tuple[str, str, str], tuple[float, str, frozenset[str]]] = {}
+        self._generation = 0
+        self._cache_lock = threading.Lock()
 
     def ensure_migrated(self) -> None:
         """Migrate once; a store that was down at start-up is migrated on first use."""
@@ -162,9 +208,11 @@ class FeedbackStore:
         ]
         self.ensure_migrated()
         with self.engine.begin() as connection:
-            _insert_new(connection, IssuedCard, cards, "card_uuid")
+            # executemany of a prebuilt statement: no statement built or compiled per call
+            cards_insert, suggestions_insert = _RECORD[connection.dialect.name]
+            connection.execute(cards_insert, cards)
             if suggestions:
-                _insert_new(connection, IssuedSuggestion, suggestions, "suggestion_uuid")
+                connection.execute(suggestions_insert, suggestions)
 
     def issued(
         self, card_uuids: Iterable[str], service_id: str, client: Client
@@ -199,8 +247,12 @@ class FeedbackStore:
             self.ensure_migrated()
             with self.engine.begin() as connection:
                 stored = _insert_new(connection, Feedback, unique, "item_key")
+                touched = _write_suppressions(connection, unique, client)
         except SQLAlchemyError as exc:
             raise StoreUnavailable("the feedback could not be stored; retry later") from exc
+        # Every item's patient, stored now or before (a retry after a lost commit answer):
+        # this process never serves a "nothing suppressed" it remembers from before.
+        self._forget_cached(touched)
         return Stored(received=len(items), stored=stored)
 
     def suppressed(
@@ -229,34 +281,83 @@ class FeedbackStore:
     ) -> list[Override]:
         """Per topic, the latest override that suppresses it (see `suppressed`): what the
         demo page tells about the cards it did not show. Sorted by topic."""
-        topics = list(topics)
-        if not topics:
+        wanted = set(topics)
+        if not wanted:
             return []
-        tenant = patient.tenant or ""
-        query = (
-            select(IssuedCard.topic, Feedback.reason_code, func.max(Feedback.outcome_at))
-            .join(Feedback, Feedback.card_uuid == IssuedCard.card_uuid)
-            .where(
-                *self._of_patient(patient),
-                Feedback.client == patient.issuer,
-                Feedback.tenant == tenant,
-                IssuedCard.service_id == service_id,
-                IssuedCard.topic.in_(topics),
-                Feedback.outcome == "overridden",
-                Feedback.reason_system == system,
-                Feedback.reason_code.in_(list(reasons)),
-                Feedback.outcome_at >= since.astimezone(UTC),
-            )
-            .group_by(IssuedCard.topic, Feedback.reason_code)
-        )
-        self.ensure_migrated()
+        codes = frozenset(reasons)
+        since = since.astimezone(UTC)
+        key = self._cache_key(patient)
+        generation = self._generation
         latest: dict[str, Override] = {}
-        with self.engine.connect() as connection:
-            for topic, reason, moment in connection.execute(query):
-                found = Override(topic, reason or "", _aware(moment))
-                if topic not in latest or found.overridden_at > latest[topic].overridden_at:
-                    latest[topic] = found
+        suppressing = False
+        for row_service, topic, reason_system, reason_code, moment in self._suppression_rows(key):
+            if reason_system != system or reason_code not in codes:
+                continue
+            overridden_at = _aware(moment)
+            if overridden_at < since:
+                continue
+            suppressing = True  # for some topic of some service, asked now or not
+            if row_service != service_id or topic not in wanted:
+                continue
+            found = Override(topic, reason_code, overridden_at)
+            if topic not in latest or found.overridden_at > latest[topic].overridden_at:
+                latest[topic] = found
+        if not suppressing:
+            self._remember_unsuppressed(key, generation, system, codes)
         return [latest[topic] for topic in sorted(latest)]
+
+    def unsuppressed(self, patient: PatientScope, reasons: Iterable[str], system: str) -> bool:
+        """Whether this process read, less than the cache time ago, that nothing at all is
+        suppressed for this patient of this client with these reasons; answers without the
+        store. (An override older than the window cannot come back into it: the window
+        only moves forward.)
+
+        Only that answer is remembered: feedback stored through this process forgets it at
+        once, feedback stored through another process (a gunicorn worker, an instance) is
+        seen here at most the cache time later. Staleness can therefore only show a card
+        again for those seconds, which is safe; a card is never hidden from memory, so a
+        store that fails or stops answering is seen as such by the next hook."""
+        if self._cache_s <= 0:
+            return False
+        entry = self._unsuppressed.get(self._cache_key(patient))
+        return (
+            entry is not None
+            and entry[0] > time.monotonic()
+            and entry[1] == system
+            and entry[2] == frozenset(reasons)
+        )
+
+    def _cache_key(self, patient: PatientScope) -> tuple[str, str, str]:
+        return (self.patient_key(patient), patient.issuer, patient.tenant or "")
+
+    def _suppression_rows(self, key: tuple[str, str, str]) -> list[Any]:
+        """The patient's suppression rows (all services, topics and reasons): a handful
+        whatever the history, by one primary-key range lookup."""
+        self.ensure_migrated()
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    _SUPPRESSION_ROWS, {"patient_key": key[0], "issuer": key[1], "tenant": key[2]}
+                )
+            )
+
+    def _remember_unsuppressed(
+        self, key: tuple[str, str, str], generation: int, system: str, codes: frozenset[str]
+    ) -> None:
+        if self._cache_s <= 0:
+            return
+        with self._cache_lock:
+            # Not if feedback was stored meanwhile: the read may predate it.
+            if self._generation == generation:
+                if len(self._unsuppressed) >= CACHE_ENTRIES:
+                    self._unsuppressed.clear()
+                self._unsuppressed[key] = (time.monotonic() + self._cache_s, system, codes)
+
+    def _forget_cached(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        with self._cache_lock:
+            self._generation += 1
+            for key in keys:
+                self._unsuppressed.pop(key, None)
 
     def forget(self, patient: PatientScope) -> int:
         """Delete the feedback the patient's own client sent on cards issued to it for this
@@ -274,9 +375,19 @@ class FeedbackStore:
             )
             .returning(Feedback.item_key)  # rowcount is -1 here with psycopg 3
         )
+        key = self._cache_key(patient)
+        rows = delete(Suppression).where(
+            Suppression.patient_key == key[0],
+            Suppression.issuer == key[1],
+            Suppression.tenant == key[2],
+        )
         self.ensure_migrated()
-        with self.engine.begin() as connection:
-            return len(connection.execute(statement).all())
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(rows)
+                return len(connection.execute(statement).all())
+        finally:
+            self._forget_cached([key])
 
     def _of_patient(self, patient: PatientScope) -> tuple[ColumnElement[bool], ...]:
         """Cards issued to the patient's client (issuer, tenant) for this patient."""
@@ -351,6 +462,57 @@ def _insert_new(
         )
         inserted += len(connection.execute(statement).all())
     return inserted
+
+
+def _write_suppressions(
+    connection: Connection, rows: Sequence[Mapping[str, Any]], client: Client
+) -> list[tuple[str, str, str]]:
+    """Upsert the suppression rows of the overrides with a coded reason among `rows` (each
+    on a card issued to `client`, as the old join required), keeping the latest override
+    time per key; the cache keys of every item's patient."""
+    cards = list({row["card_uuid"] for row in rows})
+    tenant = client.tenant or ""
+    found: dict[str, tuple[str, str, str]] = {}
+    for start in range(0, len(cards), _BATCH):
+        query = select(
+            IssuedCard.card_uuid, IssuedCard.patient_key, IssuedCard.service_id, IssuedCard.topic
+        ).where(
+            IssuedCard.card_uuid.in_(cards[start : start + _BATCH]),
+            IssuedCard.issuer == client.issuer,
+            IssuedCard.tenant == tenant,
+        )
+        for card_uuid, patient_key, service_id, topic in connection.execute(query):
+            found[card_uuid] = (patient_key, service_id, topic)
+    latest: dict[tuple[str, ...], datetime] = {}
+    for row in rows:
+        card = found.get(row["card_uuid"])
+        if card is None or row["outcome"] != "overridden":
+            continue
+        if row["reason_system"] is None or row["reason_code"] is None:
+            continue
+        patient_key, service_id, topic = card
+        reason: tuple[str, str] = (row["reason_system"], row["reason_code"])
+        key = (patient_key, client.issuer, tenant, service_id, topic, *reason)
+        moment = row["outcome_at"].astimezone(UTC)
+        if key not in latest or moment > latest[key]:
+            latest[key] = moment
+    if latest:
+        names = _SUPPRESSION_KEY
+        values = [dict(zip(names, key, strict=True)) | {"overridden_at": moment}
+                  for key, moment in latest.items()]  # fmt: skip
+        insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(Suppression).values(values)
+        newer = statement.excluded.overridden_at
+        statement = statement.on_conflict_do_update(
+            index_elements=list(names),
+            set_={
+                "overridden_at": case(
+                    (newer > Suppression.overridden_at, newer), else_=Suppression.overridden_at
+                )
+            },
+        )
+        connection.execute(statement)
+    return list({(patient_key, client.issuer, tenant) for patient_key, _, _ in found.values()})
 
 
 def _aware(moment: datetime) -> datetime:

@@ -1,5 +1,7 @@
 """Migration 0002 (issue 16, tenant binding) on SQLite and PostgreSQL: a store written by the
 previous version is carried forward, row for row, and its rows can no longer hide a card.
+Migration 0003 (issue 20) carries stored overrides into the suppression table: the same
+topics stay hidden, for as long as before.
 
 Before 0002 the pseudonym was HMAC(secret, patient id) and cards recorded no client: such
 rows keep issuer and tenant NULL. They still count in the report; no client can attach
@@ -18,6 +20,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import inspect, text
 
+from cds_service.auth.model import PatientScope
 from cds_service.feedback.store import MIGRATIONS
 from cds_service.knowledge import OVERRIDE_REASON_SYSTEM
 from tests import builders as b
@@ -25,15 +28,18 @@ from tests.feedback.conftest import (
     PATIENT_VIEW,
     SECRET,
     Backend,
+    as_utc,
     cards_by_topic,
     feedback_url,
     iso,
     overridden,
     patient_view_body,
     post_json,
+    pseudonym,
 )
 
 ANTIHISTAMINE = "sedating-antihistamine"
+IRON = "iron-below-target"
 LEGACY_CARD = "4b1c9c1e-0000-4000-8000-00000000c0de"
 
 
@@ -88,7 +94,7 @@ def columns(backend: Backend, table: str) -> set[str]:
 def test_rows_are_carried_forward_and_bound_to_no_client(store_backend, make_app):
     legacy_store(store_backend)
     app = make_app()  # migrates at start-up
-    assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+    assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
     (card,) = store_backend.rows("issued_card")
     assert card["card_uuid"] == LEGACY_CARD and card["topic"] == ANTIHISTAMINE
     assert (card["issuer"], card["tenant"]) == (None, None)
@@ -142,4 +148,68 @@ def test_downgrade_to_0001_keeps_the_rows(store_backend, make_app):
     assert "tenant" not in columns(store_backend, "feedback")
     assert store_backend.count("issued_card") == 1 and store_backend.count("feedback") == 1
     alembic(store_backend, "head")
-    assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+    assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
+
+
+# --- migration 0003 (issue 20): the suppression table ---------------------------------------
+
+
+def store_at_0002(backend: Backend) -> None:
+    """A store as 0002 left it, for patient p1 of the demo client: the antihistamine card
+    overridden twice as patient-declined (the later three days ago), the iron card overridden
+    with a reason that suppresses nothing, and an old override beyond the window."""
+    alembic(backend, "0002")
+    key = pseudonym(b.PATIENT_ID)
+    cards = [("c-anti", ANTIHISTAMINE), ("c-iron", IRON), ("c-old", "kidney-function-low")]
+    feedback = [
+        ("c-anti", "patient-declined", b.NOW - timedelta(days=10)),
+        ("c-anti", "patient-declined", b.NOW - timedelta(days=3)),
+        ("c-iron", "not-clinically-relevant", b.NOW - timedelta(days=1)),
+        ("c-old", "already-addressed", b.NOW - timedelta(days=91)),
+    ]
+    with backend._sql_engine().begin() as connection:
+        for card, topic in cards:
+            connection.execute(
+                text(
+                    "INSERT INTO issued_card (card_uuid, service_id, topic, hook_instance, "
+                    "patient_key, issued_at, issuer, tenant) "
+                    "VALUES (:c, 'rls-secondary-causes', :t, 'h', :k, :at, 'demo', '')"
+                ),
+                {"c": card, "t": topic, "k": key, "at": b.NOW - timedelta(days=100)},
+            )
+        for n, (card, code, when) in enumerate(feedback):
+            connection.execute(
+                text(
+                    "INSERT INTO feedback (item_key, card_uuid, service_id, outcome, "
+                    "accepted_suggestions, reason_system, reason_code, user_comment, "
+                    "outcome_at, received_at, client, tenant) VALUES (:key, :c, "
+                    "'rls-secondary-causes', 'overridden', '[]', :system, :code, NULL, :at, "
+                    ":at, 'demo', '')"
+                ),
+                {"key": f"k{n}", "c": card, "system": OVERRIDE_REASON_SYSTEM, "code": code,
+                 "at": when},
+            )  # fmt: skip
+
+
+def test_0003_carries_stored_feedback_over_and_suppresses_the_same(store_backend, make_app):
+    store_at_0002(store_backend)
+    app = make_app()  # migrates to 0003 at start-up
+    assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
+    rows = {(r["topic"], r["reason_code"]): as_utc(r["overridden_at"])
+            for r in store_backend.rows("suppression")}  # fmt: skip
+    assert rows == {
+        (ANTIHISTAMINE, "patient-declined"): b.NOW - timedelta(days=3),  # the latest
+        (IRON, "not-clinically-relevant"): b.NOW - timedelta(days=1),
+        ("kidney-function-low", "already-addressed"): b.NOW - timedelta(days=91),
+    }
+    cards = cards_by_topic(post_json(app.test_client(), PATIENT_VIEW, patient_view_body()))
+    assert set(cards) == {IRON}  # hidden as before the upgrade; the iron card still shows
+    feedback = app.extensions["rls_cds"].feedback
+    scope = PatientScope("demo", None, None, b.PATIENT_ID)
+    (found,) = feedback.suppressions(scope, [ANTIHISTAMINE, IRON], b.NOW)
+    assert (found.topic, found.reason_code) == (ANTIHISTAMINE, "patient-declined")
+    assert found.since == b.NOW - timedelta(days=3)
+    assert feedback.forget(scope) == 4
+    assert store_backend.count("suppression") == 0
+    again = post_json(app.test_client(), PATIENT_VIEW, patient_view_body())
+    assert set(cards_by_topic(again)) == {IRON, ANTIHISTAMINE}

@@ -37,7 +37,7 @@ def test_start_up_migrates_an_empty_database(store_backend, make_app):
     assert not store_backend.tables() & set(TABLES)
     make_app()
     assert store_backend.tables() >= {*TABLES, "alembic_version"}
-    assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+    assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
     for table in TABLES:
         assert store_backend.count(table) == 0
 
@@ -54,7 +54,7 @@ def test_db_upgrade_command_is_idempotent(store_backend, monkeypatch, capsys, tm
     assert "migrated" in capsys.readouterr().out
     assert store_backend.tables() >= {*TABLES, "alembic_version"}
     assert cli.main(["db", "upgrade"]) == 0
-    assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+    assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
     # and an app starting on the migrated store migrates nothing and works
     app = create_app(store_backend.settings(), clock=lambda: b.NOW)
     try:
@@ -64,7 +64,7 @@ def test_db_upgrade_command_is_idempotent(store_backend, monkeypatch, capsys, tm
         assert list(cards_by_topic(response)) == ["iron-below-target"]
         flush(app)
         assert store_backend.count("issued_card") == 1
-        assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+        assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
     finally:
         app.extensions["rls_cds"].database.dispose()
 
@@ -110,7 +110,7 @@ def test_workers_starting_at_once_on_an_empty_postgresql_database(pg_backend, cl
     try:
         assert not errors
         assert len(apps) == 4
-        assert store_backend.rows("alembic_version") == [{"version_num": "0002"}]
+        assert store_backend.rows("alembic_version") == [{"version_num": "0003"}]
         for app in apps:  # every worker's store is usable: none gave up migrating
             assert app.extensions["rls_cds"].feedback.store._migrated
             response = post_json(app.test_client(), PATIENT_VIEW, patient_view_body())

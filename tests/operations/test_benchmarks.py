@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 #: One line per measurement of BENCHMARKS.md, from every suite but the soak (its own section).
 KEYS = ("P1", "P1c", "P2", "P2s", "P3", "P3n", "P3L", "P4m", "P4s", "P1i", "P3i")
+KEYS += ("P3p", "H1", "H1p", "H2")
 
 
 @pytest.mark.slow
