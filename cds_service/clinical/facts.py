@@ -99,12 +99,18 @@ class MedicationFact:
     source: str
     when: datetime | None = None
     dosages: tuple[fr.Dosage, ...] = ()
-    raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
-    """The MedicationRequest as received, for an update suggestion; None for statements."""
+    request: fr.MedicationRequest | None = field(default=None, repr=False, compare=False)
+    """The MedicationRequest read; None for statements."""
     reasons: frozenset[str] = frozenset()
     """Indication value sets its ``reasonCode`` is in (allergic rhinitis, anxiety, ...)."""
     reason_references: tuple[str, ...] = ()
     """Its ``reasonReference`` as ``Condition/<id>``, for the rules to look up."""
+
+    @property
+    def raw(self) -> Mapping[str, Any] | None:
+        """The MedicationRequest as received, for an update suggestion (parsed only when a
+        rule asks); None for statements."""
+        return self.request.raw if self.request is not None else None
 
     @property
     def is_request(self) -> bool:

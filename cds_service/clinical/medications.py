@@ -67,12 +67,12 @@ def read_medications(
             report.ignore(use.resourceType, "medication-unresolved")
             continue
         if isinstance(use, fr.MedicationRequest):
-            when, dosages, raw = use.authoredOn, use.dosageInstruction, use._raw
+            when, dosages, request = use.authoredOn, use.dosageInstruction, use
         else:
             assert isinstance(use, fr.MedicationStatement)
             period_start = use.effectivePeriod.start if use.effectivePeriod else None
             when = use.effectiveDateTime or period_start or use.dateAsserted
-            dosages, raw = use.dosage, None
+            dosages, request = use.dosage, None
         members = members_of(value_sets, [concept], MEDICATION_VALUE_SETS)
         yield MedicationFact(
             name=display_name(concept, members, value_sets, "unnamed medication"),
@@ -81,7 +81,7 @@ def read_medications(
             source=f"{use.resourceType}/{use.id}",
             when=parse_datetime(when),
             dosages=tuple(dosages),
-            raw=raw,
+            request=request,
             reasons=members_of(value_sets, use.reasonCode, INDICATION_VALUE_SETS),
             reason_references=tuple(
                 "/".join(r.reference.removeprefix("urn:uuid:").split("/")[-2:])

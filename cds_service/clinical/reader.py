@@ -7,12 +7,13 @@ skipped and counted, never fatal, and nothing about its content is kept or logge
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
+import msgspec
 
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.budget import Budget
@@ -69,11 +70,113 @@ class Resources:
     """Medications outside the requests, by ``Medication/<id>`` and by fullUrl."""
 
 
-def iter_resources(prefetch: Mapping[str, Any], report: ReadReport) -> Iterator[tuple[str, dict]]:
-    """Yield (fullUrl or "", resource dict) for every resource in every prefetch value."""
+class NumberOutOfRange(ValueError):
+    """A number the reader had to convert that Python's json would refuse (beyond the
+    doubles, like 1e400) or not convert (beyond its 4300 digits): refused as the generic
+    parse of the body would have refused it (400), with its words."""
+
+
+def _refuse_numbers(error: Exception) -> None:
+    """Raise NumberOutOfRange when msgspec refused a number, not the shape of a resource
+    (an integer of more than 4300 digits never comes here: see cds_service.hooks.body)."""
+    if str(error).startswith(("Number out of range", "Integer value out of range")):
+        raise NumberOutOfRange("the body holds a number too large to read") from None
+
+
+class Prefetched:
+    """One prefetch value as the JSON bytes it came in (the hook body is decoded once,
+    leaving each prefetch value undecoded); read into typed resources when first asked.
+
+    The bytes are valid JSON whose numbers were checked with the rest of the body
+    (cds_service.hooks.body), so they decode as a generic parse of the body would have.
+    """
+
+    __slots__ = ("_view", "raw")
+
+    def __init__(self, raw: msgspec.Raw):
+        self.raw = raw
+        self._view: _Value | dict[str, Any] | None = None
+
+    def view(self) -> _Value | Any:
+        """Its resourceType and undecoded entries; when the value has another shape
+        (an entry that is no object, ...), the generic parse the dict reader takes."""
+        if self._view is None:
+            try:
+                self._view = _VALUE.decode(self.raw)
+            except msgspec.ValidationError as error:
+                _refuse_numbers(error)
+                try:
+                    self._view = msgspec.json.decode(self.raw)
+                except msgspec.ValidationError as again:
+                    _refuse_numbers(again)
+                    raise
+        return self._view
+
+    @property
+    def resource_type(self) -> object:
+        view = self.view()
+        return view.resourceType if isinstance(view, _Value) else _get(view, "resourceType")
+
+
+class _Entry(msgspec.Struct):
+    fullUrl: object = None
+    resource: msgspec.Raw = msgspec.Raw(b"null")
+
+
+class _Value(msgspec.Struct):
+    resourceType: object = None
+    entry: list[_Entry] | None = None
+
+
+class _Kind(msgspec.Struct):
+    """What the reader needs of a resource it does not read: its type and id."""
+
+    resourceType: object = None
+    id: object = None
+
+
+_VALUE = msgspec.json.Decoder(_Value)
+_KIND = msgspec.json.Decoder(_Kind)
+_NULL = msgspec.Raw(b"null")
+
+
+def _head(received: msgspec.Raw) -> _Kind | None:
+    """The type and id of a resource that did not decode, if it is an object."""
+    if memoryview(received)[:1] != b"{":
+        return None
+    try:
+        return _KIND.decode(received)
+    except (msgspec.ValidationError, RecursionError) as error:
+        _refuse_numbers(error)
+        return None
+
+
+def _get(value: object, key: str) -> object:
+    return value.get(key) if isinstance(value, dict) else None
+
+
+#: A resource as it came: its JSON bytes (from the hook body) or a parsed dict (fetched data,
+#: draft orders, the CLI).
+Received = msgspec.Raw | dict[str, Any]
+
+
+def iter_resources(
+    prefetch: Mapping[str, Any], report: ReadReport
+) -> Iterator[tuple[str, Received]]:
+    """Yield (fullUrl or "", resource) for every resource in every prefetch value.
+
+    A resource given as bytes is yielded undecoded: it is an object whose resourceType is a
+    string, or _parse_each counts it as a Bundle entry without a resource.
+    """
     for value in prefetch.values():
         if value is None:
             continue
+        if isinstance(value, Prefetched):
+            view = value.view()
+            if isinstance(view, _Value):
+                yield from _iter_typed(value, view, report)
+                continue
+            value = view
         if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
             report.skip("prefetch", "not-a-resource")
             continue
@@ -93,6 +196,26 @@ def iter_resources(prefetch: Mapping[str, Any], report: ReadReport) -> Iterator[
                 continue
             full_url = entry.get("fullUrl")
             yield (full_url if isinstance(full_url, str) else ""), resource
+
+
+def _iter_typed(
+    value: Prefetched, view: _Value, report: ReadReport
+) -> Iterator[tuple[str, Received]]:
+    """iter_resources for a value decoded as bytes: the same answers, entries undecoded."""
+    kind = view.resourceType
+    if not isinstance(kind, str):
+        report.skip("prefetch", "not-a-resource")
+    elif kind == "OperationOutcome":
+        pass
+    elif kind != "Bundle":
+        yield "", value.raw
+    else:
+        for entry in view.entry or ():
+            if entry.resource == _NULL:
+                report.skip("Bundle", "entry-without-resource")
+                continue
+            full_url = entry.fullUrl
+            yield (full_url if isinstance(full_url, str) else ""), entry.resource
 
 
 def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadReport) -> Resources:
@@ -134,35 +257,44 @@ def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadRep
     )
 
 
-#: Each light model's validator, called directly (model_validate adds a Python call per resource).
-_VALIDATORS = {kind: model.__pydantic_validator__ for kind, model in fr.MODELS.items()}
-
-
 def _parse_each(
     prefetch: Mapping[str, Any], report: ReadReport
 ) -> Iterator[tuple[str, fr.Resource]]:
     """Each resource through its light model, once per (type, id); malformed ones counted."""
     seen: set[tuple[str, str]] = set()
     read: Counter[str] = Counter()
-    for full_url, raw in iter_resources(prefetch, report):
-        kind = raw["resourceType"]
-        validator = _VALIDATORS.get(kind)
-        if validator is None:
+    for full_url, received in iter_resources(prefetch, report):
+        resource: fr.Resource | None = None
+        raw_id: object
+        if isinstance(received, dict):
+            kind, raw_id = received["resourceType"], received.get("id")
+        else:  # JSON bytes: decoded straight into the light model the tag names
+            try:
+                resource = fr.DECODER.decode(received)
+                kind, raw_id = resource.resourceType, resource.id
+            except (msgspec.ValidationError, RecursionError) as error:  # not read, malformed
+                _refuse_numbers(error)
+                head = _head(received)
+                if head is None or not isinstance(head.resourceType, str):
+                    report.skip("Bundle", "entry-without-resource")
+                    continue
+                kind, raw_id = head.resourceType, head.id
+        if kind not in fr.MODELS:
             report.ignore(kind, "not-used")
             continue
-        raw_id = raw.get("id")
         identity = (kind, raw_id) if isinstance(raw_id, str) else None
         if identity in seen:
             continue
         if report.over_budget(kind):
             continue
-        try:
-            resource = validator.validate_python(raw)
-        except (ValidationError, RecursionError):
+        if resource is None and isinstance(received, dict):
+            with contextlib.suppress(msgspec.ValidationError, RecursionError):
+                resource = fr.MODELS[kind].model_validate(received)
+        if resource is None:
             report.skip(kind, "malformed")
             continue
         if isinstance(resource, fr.MedicationUse):
-            resource._raw = raw
+            resource.keep_received(received if isinstance(received, dict) else bytes(received))
         if identity:
             seen.add(identity)
         read[kind] += 1
@@ -177,8 +309,9 @@ def unresolved_medication_ids(prefetch: Mapping[str, Any]) -> list[str]:
     """
     present: set[str] = set()
     wanted: list[str] = []
-    for _, raw in iter_resources(prefetch, ReadReport()):
-        kind = raw["resourceType"]
+    for _, received in iter_resources(prefetch, ReadReport()):
+        raw = received if isinstance(received, dict) else msgspec.json.decode(received)
+        kind = raw.get("resourceType") if isinstance(raw, dict) else None
         if kind == "Medication" and isinstance(raw.get("id"), str):
             present.add(raw["id"])
         elif kind in ("MedicationRequest", "MedicationStatement", "MedicationAdministration"):
