@@ -25,7 +25,10 @@ MAX_SIG_CHARS = 1000
 MAX_DOSAGES = 20
 
 
-class _Element(msgspec.Struct, kw_only=True, omit_defaults=True):
+class _Element(msgspec.Struct, kw_only=True, gc=False):
+    """gc=False: a tree read from JSON holds no cycles, so the collector need not track
+    the thousands of these a large record makes (it was a tenth of a large call)."""
+
     @classmethod
     def model_validate(cls, data: object) -> Any:
         """The element read from already-parsed JSON (fetched data, draft orders, tests),
@@ -163,7 +166,7 @@ class Medication(Resource, kw_only=True):
     code: CodeableConcept | None = None
 
 
-class MedicationUse(PatientData, dict=True, kw_only=True):
+class MedicationUse(PatientData, dict=True, gc=True, kw_only=True):
     """What MedicationRequest, MedicationStatement and MedicationAdministration share: the
     drug and its status.
 
