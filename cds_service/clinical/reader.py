@@ -11,7 +11,7 @@ import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -84,46 +84,67 @@ def _refuse_numbers(error: Exception) -> None:
 
 
 class Prefetched:
-    """One prefetch value as the JSON bytes it came in (the hook body is decoded once,
-    leaving each prefetch value undecoded); read into typed resources when first asked.
-
-    The bytes are valid JSON whose numbers were checked with the rest of the body
-    (cds_service.hooks.body), so they decode as a generic parse of the body would have.
-    """
+    """One prefetch value of a hook body, as the body's one decode left it: read (a Bundle
+    with its entries as JSON bytes, an OperationOutcome, a single resource of a type the
+    rules read) or, when that decode could not take the value, as its JSON bytes, read into
+    the same shapes when first asked (see view)."""
 
     __slots__ = ("_view", "raw")
 
-    def __init__(self, raw: msgspec.Raw):
+    def __init__(self, raw: msgspec.Raw | None = None, view: OneValue | None = None):
         self.raw = raw
-        self._view: _Value | dict[str, Any] | None = None
+        self._view: OneValue | _Value | dict[str, Any] | None = view
 
-    def view(self) -> _Value | Any:
-        """Its resourceType and undecoded entries; when the value has another shape
-        (an entry that is no object, ...), the generic parse the dict reader takes."""
+    def view(self) -> OneValue | _Value | Any:
+        """The value read; when it has no shape the typed decoders take (an entry that is
+        no object, ...), the generic parse the dict reader takes."""
         if self._view is None:
-            try:
-                self._view = _VALUE.decode(self.raw)
-            except msgspec.ValidationError as error:
-                _refuse_numbers(error)
-                try:
-                    self._view = msgspec.json.decode(self.raw)
-                except msgspec.ValidationError as again:
-                    _refuse_numbers(again)
-                    raise
+            assert self.raw is not None
+            self._view = _decode_value(self.raw)
         return self._view
 
     @property
     def resource_type(self) -> object:
         view = self.view()
-        return view.resourceType if isinstance(view, _Value) else _get(view, "resourceType")
+        if isinstance(view, dict):
+            return view.get("resourceType")
+        return view.resourceType
 
 
-class _Entry(msgspec.Struct):
+class _Entry(msgspec.Struct, gc=False):
     fullUrl: object = None
     resource: msgspec.Raw = msgspec.Raw(b"null")
 
 
+class _Bundle(msgspec.Struct, tag_field="resourceType", tag="Bundle"):
+    entry: list[_Entry] | None = None
+    resourceType: ClassVar[str] = "Bundle"
+
+
+class _Outcome(msgspec.Struct, tag_field="resourceType", tag="OperationOutcome"):
+    """An OperationOutcome in place of data: the key is unsatisfied (hooks.prefetch)."""
+
+    resourceType: ClassVar[str] = "OperationOutcome"
+
+
+#: A prefetch value as the hook body's one decode reads it. A medication use is not among
+#: them (its JSON is kept for suggestions), nor a type no rule reads: a body with such a
+#: value is decoded again with its prefetch values left as bytes (cds_service.hooks.body).
+OneValue = (
+    _Bundle
+    | _Outcome
+    | fr.Patient
+    | fr.Condition
+    | fr.Observation
+    | fr.Medication
+    | fr.ServiceRequest
+    | fr.Procedure
+)
+
+
 class _Value(msgspec.Struct):
+    """Any prefetch value's type and entries, for one that is not a OneValue."""
+
     resourceType: object = None
     entry: list[_Entry] | None = None
 
@@ -135,9 +156,25 @@ class _Kind(msgspec.Struct):
     id: object = None
 
 
+_ONE = msgspec.json.Decoder(OneValue, strict=False)
 _VALUE = msgspec.json.Decoder(_Value)
 _KIND = msgspec.json.Decoder(_Kind)
 _NULL = msgspec.Raw(b"null")
+
+
+def _decode_value(raw: msgspec.Raw) -> OneValue | _Value | Any:
+    """A prefetch value's bytes read as a OneValue, else as a _Value, else generically."""
+    for decoder in (_ONE, _VALUE, _GENERIC):
+        try:
+            return decoder.decode(raw)
+        except msgspec.ValidationError as error:
+            _refuse_numbers(error)
+            if decoder is _GENERIC:
+                raise
+    raise AssertionError("the generic decoder takes any valid JSON")
+
+
+_GENERIC = msgspec.json.Decoder()
 
 
 def _head(received: msgspec.Raw) -> _Kind | None:
@@ -155,9 +192,9 @@ def _get(value: object, key: str) -> object:
     return value.get(key) if isinstance(value, dict) else None
 
 
-#: A resource as it came: its JSON bytes (from the hook body) or a parsed dict (fetched data,
-#: draft orders, the CLI).
-Received = msgspec.Raw | dict[str, Any]
+#: A resource as it came: its JSON bytes or read (from the hook body), or a parsed dict
+#: (fetched data, draft orders, the CLI).
+Received = msgspec.Raw | dict[str, Any] | fr.Resource
 
 
 def iter_resources(
@@ -173,6 +210,14 @@ def iter_resources(
             continue
         if isinstance(value, Prefetched):
             view = value.view()
+            if isinstance(view, _Bundle):
+                yield from _entries(view.entry, report)
+                continue
+            if isinstance(view, _Outcome):
+                continue
+            if isinstance(view, fr.Resource):
+                yield "", view
+                continue
             if isinstance(view, _Value):
                 yield from _iter_typed(value, view, report)
                 continue
@@ -201,21 +246,26 @@ def iter_resources(
 def _iter_typed(
     value: Prefetched, view: _Value, report: ReadReport
 ) -> Iterator[tuple[str, Received]]:
-    """iter_resources for a value decoded as bytes: the same answers, entries undecoded."""
+    """iter_resources for a value read as a _Value: the same answers, entries undecoded."""
     kind = view.resourceType
     if not isinstance(kind, str):
         report.skip("prefetch", "not-a-resource")
     elif kind == "OperationOutcome":
         pass
     elif kind != "Bundle":
+        assert value.raw is not None
         yield "", value.raw
     else:
-        for entry in view.entry or ():
-            if entry.resource == _NULL:
-                report.skip("Bundle", "entry-without-resource")
-                continue
-            full_url = entry.fullUrl
-            yield (full_url if isinstance(full_url, str) else ""), entry.resource
+        yield from _entries(view.entry, report)
+
+
+def _entries(entries: list[_Entry] | None, report: ReadReport) -> Iterator[tuple[str, Received]]:
+    for entry in entries or ():
+        if entry.resource == _NULL:
+            report.skip("Bundle", "entry-without-resource")
+            continue
+        full_url = entry.fullUrl
+        yield (full_url if isinstance(full_url, str) else ""), entry.resource
 
 
 def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadReport) -> Resources:
@@ -268,6 +318,9 @@ def _parse_each(
         raw_id: object
         if isinstance(received, dict):
             kind, raw_id = received["resourceType"], received.get("id")
+        elif isinstance(received, fr.Resource):  # read with its prefetch value
+            resource = received
+            kind, raw_id = resource.resourceType, resource.id
         else:  # JSON bytes: decoded straight into the light model the tag names
             try:
                 resource = fr.DECODER.decode(received)
@@ -293,7 +346,7 @@ def _parse_each(
         if resource is None:
             report.skip(kind, "malformed")
             continue
-        if isinstance(resource, fr.MedicationUse):
+        if isinstance(resource, fr.MedicationUse) and not isinstance(received, fr.Resource):
             resource.keep_received(received if isinstance(received, dict) else bytes(received))
         if identity:
             seen.add(identity)
@@ -310,6 +363,12 @@ def unresolved_medication_ids(prefetch: Mapping[str, Any]) -> list[str]:
     present: set[str] = set()
     wanted: list[str] = []
     for _, received in iter_resources(prefetch, ReadReport()):
+        if isinstance(received, fr.Medication):
+            if received.id:
+                present.add(received.id)
+            continue
+        if isinstance(received, fr.Resource):  # read with its value: no medication use
+            continue
         raw = received if isinstance(received, dict) else msgspec.json.decode(received)
         kind = raw.get("resourceType") if isinstance(raw, dict) else None
         if kind == "Medication" and isinstance(raw.get("id"), str):

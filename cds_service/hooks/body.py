@@ -27,24 +27,33 @@ from typing import Any
 
 import msgspec
 
-from cds_service.clinical.reader import Prefetched
+from cds_service.clinical.reader import OneValue, Prefetched
 
 UNSET = msgspec.UNSET
 
 
-class _HookBody(msgspec.Struct):
+class _Envelope(msgspec.Struct):
     hook: Any = UNSET
     hookInstance: Any = UNSET
     fhirServer: Any = UNSET
     fhirAuthorization: Any = UNSET
     context: Any = UNSET
+
+
+class _HookBody(_Envelope):
+    """The body with its prefetch values read in the same pass (the common case)."""
+
+    prefetch: dict[str, OneValue | None] | msgspec.UnsetType | None = UNSET
+
+
+class _HookBodyAsBytes(_Envelope):
+    """The body with its prefetch values left as bytes: when one is no OneValue."""
+
     prefetch: dict[str, msgspec.Raw] | msgspec.UnsetType | None = UNSET
 
 
-_DECODER = msgspec.json.Decoder(_HookBody)
+_DECODERS = (msgspec.json.Decoder(_HookBody, strict=False), msgspec.json.Decoder(_HookBodyAsBytes))
 _NULL = msgspec.Raw(b"null")
-
-
 #: Half Python's 4300-digit limit on converting integers, less a little: a longer run of
 #: digits holds two samples this far apart, with nothing but digits between them.
 _STRIDE = 2000
@@ -66,16 +75,30 @@ def decode_hook_body(raw: bytes) -> dict[str, Any] | None:
     null); None when it must be left to the generic parse (see the module's docstring)."""
     if _may_hold_a_long_integer(raw):
         return None
-    try:
-        decoded = _DECODER.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+    decoded: _HookBody | _HookBodyAsBytes | None = None
+    for decoder in _DECODERS:
+        try:
+            decoded = decoder.decode(raw)
+            break
+        except msgspec.ValidationError:  # a value the first cannot read; then none
+            continue
+        except (msgspec.DecodeError, RecursionError):  # not JSON, or too deep for msgspec
+            return None
+    if decoded is None:
         return None
     body = {
         name: value
-        for name in _HookBody.__struct_fields__
+        for name in _Envelope.__struct_fields__
         if (value := getattr(decoded, name)) is not UNSET
     }
-    if decoded.prefetch:
+    if decoded.prefetch is None or decoded.prefetch is UNSET:
+        body.update({} if decoded.prefetch is UNSET else {"prefetch": None})
+    elif isinstance(decoded, _HookBody):
+        body["prefetch"] = {
+            key: None if value is None else Prefetched(view=value)
+            for key, value in decoded.prefetch.items()
+        }
+    else:
         body["prefetch"] = {
             key: None if value == _NULL else Prefetched(value)
             for key, value in decoded.prefetch.items()
