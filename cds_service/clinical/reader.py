@@ -310,21 +310,22 @@ def read_resources(prefetch: Mapping[str, Any], patient_id: str, report: ReadRep
 def _parse_each(
     prefetch: Mapping[str, Any], report: ReadReport
 ) -> Iterator[tuple[str, fr.Resource]]:
-    """Each resource through its light model, once per (type, id); malformed ones counted."""
+    """Each resource through its light model, once per (type, id); malformed ones counted.
+
+    The loop runs once per resource of a large record: the common case (JSON bytes that
+    decode) is tested first and asks no more than it must.
+    """
     seen: set[tuple[str, str]] = set()
     read: Counter[str] = Counter()
+    budget = report.budget
+    decode = fr.DECODER.decode
     for full_url, received in iter_resources(prefetch, report):
         resource: fr.Resource | None = None
         raw_id: object
-        if isinstance(received, dict):
-            kind, raw_id = received["resourceType"], received.get("id")
-        elif isinstance(received, fr.Resource):  # read with its prefetch value
-            resource = received
-            kind, raw_id = resource.resourceType, resource.id
-        else:  # JSON bytes: decoded straight into the light model the tag names
+        if type(received) is msgspec.Raw:  # JSON bytes: decoded into the model its tag names
             try:
-                resource = fr.DECODER.decode(received)
-                kind, raw_id = resource.resourceType, resource.id
+                resource = decode(received)
+                kind, raw_id = _NAMES[type(resource)], resource.id
             except (msgspec.ValidationError, RecursionError) as error:  # not read, malformed
                 _refuse_numbers(error)
                 head = _head(received)
@@ -332,13 +333,18 @@ def _parse_each(
                     report.skip("Bundle", "entry-without-resource")
                     continue
                 kind, raw_id = head.resourceType, head.id
-        if kind not in fr.MODELS:
+        elif isinstance(received, dict):
+            kind, raw_id = received["resourceType"], received.get("id")
+        else:  # read with its prefetch value
+            resource = received
+            kind, raw_id = _NAMES[type(resource)], resource.id
+        if resource is None and kind not in fr.MODELS:
             report.ignore(kind, "not-used")
             continue
-        identity = (kind, raw_id) if isinstance(raw_id, str) else None
+        identity = (kind, raw_id) if type(raw_id) is str else None
         if identity in seen:
             continue
-        if report.over_budget(kind):
+        if budget is not None and budget.exhausted() and report.over_budget(kind):
             continue
         if resource is None and isinstance(received, dict):
             with contextlib.suppress(msgspec.ValidationError, RecursionError):
@@ -346,13 +352,18 @@ def _parse_each(
         if resource is None:
             report.skip(kind, "malformed")
             continue
-        if isinstance(resource, fr.MedicationUse) and not isinstance(received, fr.Resource):
+        if kind in _USES and not isinstance(received, fr.Resource):
+            assert isinstance(resource, fr.MedicationUse)
             resource.keep_received(received if isinstance(received, dict) else bytes(received))
         if identity:
             seen.add(identity)
         read[kind] += 1
         yield full_url, resource
     report.read.update(read)
+
+
+_NAMES = {model: kind for kind, model in fr.MODELS.items()}
+_USES = frozenset(k for k, m in fr.MODELS.items() if issubclass(m, fr.MedicationUse))
 
 
 def unresolved_medication_ids(prefetch: Mapping[str, Any]) -> list[str]:
