@@ -9,7 +9,9 @@ an ancestor of), never by a raw string prefix.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import marshal
 import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -289,23 +291,26 @@ def _digest(
 ) -> bytes:
     """16 bytes naming one membership question.
 
-    Written as the repr of strings and None in tuples, which no two questions share (a
-    string's repr is a quoted literal); a third of the cost of writing it as JSON.
+    Written by marshal (version 2: no back-references), whose bytes are type-tagged and
+    length-prefixed, so no two questions write the same; `among` as the number it was
+    given when first asked (the readers ask with a few constant collections, and writing
+    their twenty names was most of the cost).
     """
-    written = repr((pairs, texts, _sorted(among)))
-    return hashlib.blake2b(written.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    written = marshal.dumps((pairs, texts, _number(among)), 2)
+    return hashlib.blake2b(written, digest_size=16).digest()
 
 
-_SORTED: dict[Collection[str], tuple[str, ...]] = {}
+_NUMBERS: dict[Collection[str], int | tuple[str, ...]] = {}
+_NEXT_NUMBER = itertools.count()
 
 
-def _sorted(among: Collection[str]) -> tuple[str, ...]:
-    """`among` sorted, remembered: the readers ask with a few constant collections."""
-    found = _SORTED.get(among)
+def _number(among: Collection[str]) -> int | tuple[str, ...]:
+    """A number for `among`, the same each time (its sorted names once 256 are given)."""
+    found = _NUMBERS.get(among)
     if found is None:
-        found = tuple(sorted(among))
-        if len(_SORTED) < 256:
-            _SORTED[among] = found
+        if len(_NUMBERS) >= 256:
+            return tuple(sorted(among))
+        found = _NUMBERS.setdefault(among, next(_NEXT_NUMBER))  # atomic: one number wins
     return found
 
 

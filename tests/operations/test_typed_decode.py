@@ -18,6 +18,7 @@ from cds_service.api.hooks import parse_json
 from cds_service.app import create_app
 from cds_service.clinical.picture import build_picture
 from cds_service.clinical.reader import Prefetched
+from cds_service.clinical.terminology import _digest
 from cds_service.evaluation import Outcome
 from cds_service.hooks.body import decode_hook_body
 from cds_service.hooks.services import ORDER_SELECT, ORDER_SIGN, PATIENT_VIEW, build_services
@@ -286,3 +287,21 @@ def test_a_single_resource_value_is_read_as_the_generic_parse_reads_it(value):
         theirs.report.skipped,
         theirs.report.ignored,
     )
+
+
+def test_terminology_questions_are_named_apart():
+    """The memo's digest (marshal's bytes, `among` by number) names no two questions alike."""
+    questions = [
+        ((("a", "b"),), (), ("rls",)),
+        ((("ab", None),), (), ("rls",)),
+        (((None, "ab"),), (), ("rls",)),
+        ((("None", "ab"),), (), ("rls",)),
+        ((), ("a", "b"), ("rls",)),
+        ((), ("a\x00b",), ("rls",)),
+        ((), ("\ud800",), ("rls",)),
+        ((), ("a", "b"), ("rls", "neuropathy")),
+        ((), ("a", "b"), frozenset({"rls"})),
+    ]
+    digests = {_digest(pairs, texts, among) for pairs, texts, among in questions}
+    assert len(digests) == len(questions)
+    assert _digest(*questions[0]) == _digest(*questions[0])
