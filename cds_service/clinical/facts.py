@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.gestation import Gestation
@@ -49,9 +49,13 @@ REQUIRED_VALUE_SETS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class LabResult:
-    """One lab value in its analyte's canonical unit, with where it came from."""
+class LabResult(NamedTuple):
+    """One lab value in its analyte's canonical unit, with where it came from.
+
+    A NamedTuple, not a frozen dataclass: a large record makes hundreds of these per call,
+    and a frozen dataclass sets each field through object.__setattr__ (half the cost of
+    reading the labs).
+    """
 
     analyte: str
     value: float
