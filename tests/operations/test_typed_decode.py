@@ -16,6 +16,9 @@ from benchmarks import data
 from cds_service.api import EXTENSION
 from cds_service.api.hooks import parse_json
 from cds_service.app import create_app
+from cds_service.clinical import fhir_read as fr
+from cds_service.clinical.coding import members_of
+from cds_service.clinical.facts import CONDITION_VALUE_SETS
 from cds_service.clinical.picture import build_picture
 from cds_service.clinical.reader import Prefetched
 from cds_service.clinical.terminology import _digest
@@ -305,3 +308,20 @@ def test_terminology_questions_are_named_apart():
     digests = {_digest(pairs, texts, among) for pairs, texts, among in questions}
     assert len(digests) == len(questions)
     assert _digest(*questions[0]) == _digest(*questions[0])
+
+
+def test_a_calls_terminology_memo_gives_the_fresh_answers():
+    """members_of with the call's memo answers as without it, the first time and after."""
+    sets = b.KNOWLEDGE.value_sets
+    concepts = [
+        fr.CodeableConcept(coding=[fr.Coding(system=b.SNOMED, code="32914008")]),
+        fr.CodeableConcept(text="Willis-Ekbom disease"),
+        fr.CodeableConcept(coding=[fr.Coding(system=b.ICD10CM, code="I83.813")]),
+    ]
+    memo: dict = {}
+    for _ in range(2):
+        for concept in concepts:
+            fresh = members_of(sets, [concept], CONDITION_VALUE_SETS)
+            assert members_of(sets, [concept], CONDITION_VALUE_SETS, memo) == fresh
+            assert fresh
+    assert len(memo) == len(concepts)
