@@ -21,7 +21,7 @@ from cds_service.clinical.engine import Engine, OrderHook
 from cds_service.clinical.findings import Decision, Finding
 from cds_service.clinical.medications import read_drafts
 from cds_service.clinical.picture import PatientPicture, build_picture
-from cds_service.clinical.reader import NumberOutOfRange, ReadReport, unresolved_medication_ids
+from cds_service.clinical.reader import ReadReport, unresolved_medication_ids
 from cds_service.errors import PrefetchUnavailable, RequestInvalid, UnknownService
 from cds_service.explain import BUDGET_SPENT, NOT_PREFETCHED, explain, fetch_cause
 from cds_service.fhir.bulkhead import Bulkheads
@@ -151,19 +151,6 @@ class Evaluator:
         deadline = self._fhir.client.ticker.now() + self._fhir.deadline_s
         service = self.service(service_id)
         request, context = parse_request(service, body)
-        try:
-            return self._answer(service, request, context, deadline, client)
-        except NumberOutOfRange as refused:  # as the generic parse of the body refuses it
-            raise RequestInvalid(str(refused)) from None
-
-    def _answer(
-        self,
-        service: ServiceDefinition,
-        request: HookRequest,
-        context: Any,
-        deadline: float,
-        client: Client,
-    ) -> Outcome:
         server = request.fhirServer
         prefetch, gathered = self._complete(service, request, deadline, client)
         unread = {*gathered.failed, *unsatisfied(service.prefetch, prefetch)}

@@ -15,6 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from cds_service import metrics
 from cds_service.api import runtime
 from cds_service.api.security import authenticated_client
+from cds_service.clinical.reader import NumberOutOfRange
 from cds_service.errors import RequestInvalid
 from cds_service.evaluation import Outcome
 from cds_service.explain import log_codes
@@ -36,7 +37,10 @@ def call_hook(service_id: str):
     client = authenticated_client()
     body = read_hook_body()
     g.hook_instance = _hook_instance(body)
-    outcome = rt.evaluator.evaluate(service_id, body, client)
+    try:
+        outcome = rt.evaluator.evaluate(service_id, body, client)
+    except NumberOutOfRange as refused:  # read from the typed body: as json's parse refuses it
+        raise RequestInvalid(str(refused)) from None
     g.hook_outcome = outcome
     if outcome.answered_at is not None and outcome.patient is not None:
         rt.feedback.record(
