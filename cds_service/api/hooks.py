@@ -15,9 +15,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from cds_service import metrics
 from cds_service.api import runtime
 from cds_service.api.security import authenticated_client
+from cds_service.clinical.reader import NumberOutOfRange
 from cds_service.errors import RequestInvalid
 from cds_service.evaluation import Outcome
 from cds_service.explain import log_codes
+from cds_service.hooks.body import decode_hook_body
 
 bp = Blueprint("hooks", __name__)
 log = logging.getLogger(__name__)
@@ -33,9 +35,12 @@ def call_hook(service_id: str):
     rt = runtime()
     rt.evaluator.service(service_id)  # 404 before anything else
     client = authenticated_client()
-    body = read_json_body()
+    body = read_hook_body()
     g.hook_instance = _hook_instance(body)
-    outcome = rt.evaluator.evaluate(service_id, body, client)
+    try:
+        outcome = rt.evaluator.evaluate(service_id, body, client)
+    except NumberOutOfRange as refused:  # read from the typed body: as json's parse refuses it
+        raise RequestInvalid(str(refused)) from None
     g.hook_outcome = outcome
     if outcome.answered_at is not None and outcome.patient is not None:
         rt.feedback.record(
@@ -119,12 +124,28 @@ def _hook_instance(body: object) -> str | None:
         return None
 
 
+def read_hook_body() -> object:
+    """A hook call's body, decoded once (cds_service.hooks.body), or as read_json_body
+    reads it when that decode leaves it to the generic parse."""
+    raw = _json_body()
+    decoded = decode_hook_body(raw)
+    return decoded if decoded is not None else parse_json(raw)
+
+
 def read_json_body() -> object:
     """The body as JSON, or RequestInvalid saying why not (never echoing the body)."""
+    return parse_json(_json_body())
+
+
+def _json_body() -> bytes:
     mimetype = request.mimetype or ""
     if mimetype != "application/json" and not mimetype.endswith("+json"):
         raise RequestInvalid("Content-Type must be application/json")
-    raw = _body()
+    return _body()
+
+
+def parse_json(raw: bytes) -> object:
+    """`raw` parsed as Python's json would, or RequestInvalid saying why not."""
     if raw.translate(_DIGITS_AS_ZERO).find(_LONG_INTEGER) < 0:
         try:  # orjson parses 1.5x as fast; anything it refuses gets json's exact answer
             return orjson.loads(raw)

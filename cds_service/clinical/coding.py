@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.terminology import ValueSet, ValueSetIndex
@@ -20,16 +21,32 @@ def value_set_index(value_sets: Mapping[str, ValueSet]) -> ValueSetIndex:
     return index
 
 
+#: One call's answers, by question (its codes, names and value sets): a record repeats its
+#: conditions' and drugs' codes (the benchmark's 50 of each carry 10). Made per call and
+#: dropped with it, so it may hold the names themselves.
+CallMemo = dict[
+    tuple[tuple[tuple[str | None, str | None], ...], tuple[str, ...], Any], frozenset[str]
+]
+
+
 def members_of(
     value_sets: Mapping[str, ValueSet],
     concepts: Iterable[fr.CodeableConcept],
     among: Collection[str],
+    memo: CallMemo | None = None,
 ) -> frozenset[str]:
-    """The value sets (of `among`) that any code or name of the concepts belongs to."""
+    """The value sets (of `among`) that any code or name of the concepts belongs to; with
+    `memo`, each question is answered once per call."""
     concepts = list(concepts)
-    pairs = [pair for concept in concepts for pair in concept.pairs()]
-    texts = [text for concept in concepts for text in concept.texts()]
-    return frozenset(value_set_index(value_sets).members(pairs, texts, among))
+    pairs = tuple([pair for concept in concepts for pair in concept.pairs()])
+    texts = tuple([text for concept in concepts for text in concept.texts()])
+    if memo is None:
+        return frozenset(value_set_index(value_sets).members(pairs, texts, among))
+    key = (pairs, texts, among)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = frozenset(value_set_index(value_sets).members(pairs, texts, among))
+    return found
 
 
 def display_name(

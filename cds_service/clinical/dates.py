@@ -21,7 +21,7 @@ def parse_datetime(value: str | None) -> datetime | None:
     if not value:
         return None
     value = value.strip()
-    partial = _PARTIAL.match(value)
+    partial = _PARTIAL.match(value) if len(value) <= 10 else None  # a dateTime: no regex
     try:
         if partial:
             year, month, day = partial.groups()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.gestation import Gestation
@@ -49,9 +49,13 @@ REQUIRED_VALUE_SETS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class LabResult:
-    """One lab value in its analyte's canonical unit, with where it came from."""
+class LabResult(NamedTuple):
+    """One lab value in its analyte's canonical unit, with where it came from.
+
+    A NamedTuple, not a frozen dataclass: a large record makes hundreds of these per call,
+    and a frozen dataclass sets each field through object.__setattr__ (half the cost of
+    reading the labs).
+    """
 
     analyte: str
     value: float
@@ -99,12 +103,18 @@ class MedicationFact:
     source: str
     when: datetime | None = None
     dosages: tuple[fr.Dosage, ...] = ()
-    raw: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
-    """The MedicationRequest as received, for an update suggestion; None for statements."""
+    request: fr.MedicationRequest | None = field(default=None, repr=False, compare=False)
+    """The MedicationRequest read; None for statements."""
     reasons: frozenset[str] = frozenset()
     """Indication value sets its ``reasonCode`` is in (allergic rhinitis, anxiety, ...)."""
     reason_references: tuple[str, ...] = ()
     """Its ``reasonReference`` as ``Condition/<id>``, for the rules to look up."""
+
+    @property
+    def raw(self) -> Mapping[str, Any] | None:
+        """The MedicationRequest as received, for an update suggestion (parsed only when a
+        rule asks); None for statements."""
+        return self.request.raw if self.request is not None else None
 
     @property
     def is_request(self) -> bool:

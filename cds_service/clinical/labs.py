@@ -36,11 +36,20 @@ def read_labs(
     labs: dict[str, list[LabResult]] = defaultdict(list)
     tests: list[fr.Observation] = []
     done: list[fr.Observation] = []
+    index = value_set_index(value_sets)
+    # A record repeats its codes (one per test, drawn again and again) and its dates (a
+    # panel's results share one): each is looked up or parsed once per call.
+    analytes: dict[tuple[tuple[str | None, str | None], ...], _Coded] = {}
+    moments: dict[str | None, datetime | None] = {}
     for obs in observations:
         if report.over_budget("Observation"):
             continue
-        coded = value_set_index(value_sets).members(obs.code.pairs(), (), _LAB_SETS)
-        analyte = next((a for a in CANONICAL if a in coded), None)
+        pairs = tuple([(c.system, c.code) for c in obs.code.coding])
+        known = analytes.get(pairs)
+        if known is None:
+            coded = index.members(pairs, (), _LAB_SETS)
+            known = analytes[pairs] = (next((a for a in CANONICAL if a in coded), None), coded)
+        analyte, coded = known
         if analyte is None:
             if PREGNANCY_TEST in coded:
                 tests.append(obs)
@@ -52,7 +61,8 @@ def read_labs(
         if obs.status not in USABLE_LAB_STATUSES:
             report.ignore("Observation", f"status-{obs.status}")
             continue
-        when = observed_at(obs)
+        text = _observed_text(obs)
+        when = moments[text] if text in moments else moments.setdefault(text, parse_datetime(text))
         quantity = obs.valueQuantity
         if when is None or quantity is None or quantity.value is None:
             report.ignore("Observation", "no-date-or-value")
@@ -77,12 +87,20 @@ def read_labs(
 
 def observed_at(obs: fr.Observation) -> datetime | None:
     """When the observation was made (effective time, else when it was issued)."""
-    return parse_datetime(
+    return parse_datetime(_observed_text(obs))
+
+
+def _observed_text(obs: fr.Observation) -> str | None:
+    return (
         obs.effectiveDateTime
         or obs.effectiveInstant
         or (obs.effectivePeriod.start if obs.effectivePeriod else None)
         or obs.issued
     )
+
+
+#: An Observation code's analyte (None: not a quantity lab), and all the sets it is in.
+_Coded = tuple[str | None, frozenset[str]]
 
 
 def read_pregnancy_results(

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from cds_service.clinical import fhir_read as fr
-from cds_service.clinical.coding import display_name, members_of
+from cds_service.clinical.coding import CallMemo, display_name, members_of
 from cds_service.clinical.dates import parse_datetime
 from cds_service.clinical.facts import INDICATION_VALUE_SETS, MEDICATION_VALUE_SETS, MedicationFact
 from cds_service.clinical.reader import ReadReport, Resources, read_resources
@@ -53,8 +53,10 @@ def read_medications(
     value_sets: Mapping[str, ValueSet],
     report: ReadReport,
     request_statuses: frozenset[str] = frozenset(),
+    memo: CallMemo | None = None,
 ) -> Iterator[MedicationFact]:
-    """Active medications; with `request_statuses`, requests in those statuses instead."""
+    """Active medications; with `request_statuses`, requests in those statuses instead;
+    `memo`: the call's terminology answers (coding.members_of)."""
     for use in (*res.medication_requests, *res.medication_statements):
         if report.over_budget(use.resourceType):
             continue
@@ -67,13 +69,13 @@ def read_medications(
             report.ignore(use.resourceType, "medication-unresolved")
             continue
         if isinstance(use, fr.MedicationRequest):
-            when, dosages, raw = use.authoredOn, use.dosageInstruction, use._raw
+            when, dosages, request = use.authoredOn, use.dosageInstruction, use
         else:
             assert isinstance(use, fr.MedicationStatement)
             period_start = use.effectivePeriod.start if use.effectivePeriod else None
             when = use.effectiveDateTime or period_start or use.dateAsserted
-            dosages, raw = use.dosage, None
-        members = members_of(value_sets, [concept], MEDICATION_VALUE_SETS)
+            dosages, request = use.dosage, None
+        members = members_of(value_sets, [concept], MEDICATION_VALUE_SETS, memo)
         yield MedicationFact(
             name=display_name(concept, members, value_sets, "unnamed medication"),
             value_sets=members,
@@ -81,8 +83,8 @@ def read_medications(
             source=f"{use.resourceType}/{use.id}",
             when=parse_datetime(when),
             dosages=tuple(dosages),
-            raw=raw,
-            reasons=members_of(value_sets, use.reasonCode, INDICATION_VALUE_SETS),
+            request=request,
+            reasons=members_of(value_sets, use.reasonCode, INDICATION_VALUE_SETS, memo),
             reason_references=tuple(
                 "/".join(r.reference.removeprefix("urn:uuid:").split("/")[-2:])
                 for r in use.reasonReference
@@ -92,7 +94,7 @@ def read_medications(
 
 
 def read_medication_history(
-    res: Resources, value_sets: Mapping[str, ValueSet]
+    res: Resources, value_sets: Mapping[str, ValueSet], memo: CallMemo | None = None
 ) -> Iterator[MedicationFact]:
     """Medications used in the past that belong to one of our value sets: requests and
     statements completed or stopped (or unknown with an end date), and doses given.
@@ -108,7 +110,7 @@ def read_medication_history(
         concept = _medication_concept(use, res.medications)
         if concept is None:
             continue
-        members = members_of(value_sets, [concept], MEDICATION_VALUE_SETS)
+        members = members_of(value_sets, [concept], MEDICATION_VALUE_SETS, memo)
         if not members:
             continue
         yield MedicationFact(

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from cds_service.clinical import fhir_read as fr
 from cds_service.clinical.budget import Budget
-from cds_service.clinical.coding import display_name, members_of, status_code
+from cds_service.clinical.coding import CallMemo, display_name, members_of, status_code
 from cds_service.clinical.dates import age_in_years, parse_date, parse_datetime
 from cds_service.clinical.egfr import Sex
 from cds_service.clinical.facts import (
@@ -149,9 +149,10 @@ def build_picture(
     pregnancy = tuple(read_pregnancy_results(tests, value_sets, report))
     add_computed_tsat(labs)
     add_computed_egfr(labs, birth, sex)  # type: ignore[arg-type]
-    conditions = tuple(_read_conditions(res.conditions, value_sets, report))
-    medications = tuple(read_medications(res, value_sets, report))
-    history = tuple(read_medication_history(res, value_sets))
+    memo: CallMemo = {}
+    conditions = tuple(_read_conditions(res.conditions, value_sets, report, memo))
+    medications = tuple(read_medications(res, value_sets, report, memo=memo))
+    history = tuple(read_medication_history(res, value_sets, memo))
     orders = (*_read_orders(res, value_sets, report), *_observed_orders(done, value_sets))
     unread = {kind for kind_of in report.unread for kind in KINDS_OF_TYPE.get(kind_of, ())}
     return PatientPicture(
@@ -182,7 +183,10 @@ def _deceased(patient: fr.Patient | None, now: datetime) -> bool:
 
 
 def _read_conditions(
-    conditions: Iterable[fr.Condition], value_sets: Mapping[str, ValueSet], report: ReadReport
+    conditions: Iterable[fr.Condition],
+    value_sets: Mapping[str, ValueSet],
+    report: ReadReport,
+    memo: CallMemo | None = None,
 ) -> Iterator[ConditionFact]:
     for condition in conditions:
         if report.over_budget("Condition"):
@@ -194,7 +198,7 @@ def _read_conditions(
             report.ignore("Condition", "no-code")
             continue
         clinical = status_code(condition.clinicalStatus)
-        members = members_of(value_sets, [condition.code], CONDITION_VALUE_SETS)
+        members = members_of(value_sets, [condition.code], CONDITION_VALUE_SETS, memo)
         gestation = None
         if PREGNANCY in members:
             reading = read_pregnancy_codes(value_sets[PREGNANCY], condition.code.pairs())

@@ -9,7 +9,9 @@ an ancestor of), never by a raw string prefix.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import marshal
 import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -287,9 +289,29 @@ class ValueSetIndex:
 def _digest(
     pairs: tuple[tuple[str | None, str | None], ...], texts: tuple[str, ...], among: Collection[str]
 ) -> bytes:
-    """16 bytes naming one membership question (JSON: no two questions write the same)."""
-    written = json.dumps([pairs, texts, sorted(among)], ensure_ascii=False)
-    return hashlib.blake2b(written.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    """16 bytes naming one membership question.
+
+    Written by marshal (version 2: no back-references), whose bytes are type-tagged and
+    length-prefixed, so no two questions write the same; `among` as the number it was
+    given when first asked (the readers ask with a few constant collections, and writing
+    their twenty names was most of the cost).
+    """
+    written = marshal.dumps((pairs, texts, _number(among)), 2)
+    return hashlib.blake2b(written, digest_size=16).digest()
+
+
+_NUMBERS: dict[Collection[str], int | tuple[str, ...]] = {}
+_NEXT_NUMBER = itertools.count()
+
+
+def _number(among: Collection[str]) -> int | tuple[str, ...]:
+    """A number for `among`, the same each time (its sorted names once 256 are given)."""
+    found = _NUMBERS.get(among)
+    if found is None:
+        if len(_NUMBERS) >= 256:
+            return tuple(sorted(among))
+        found = _NUMBERS.setdefault(among, next(_NEXT_NUMBER))  # atomic: one number wins
+    return found
 
 
 def _flag(entry: dict, url: str) -> bool:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from cds_service.clinical.reader import Prefetched
+
 TOKEN = re.compile(r"\{\{\s*([A-Za-z.]+)\s*\}\}")
 
 #: userId prefix -> the user token it fills (CDS Hooks 2.0, Prefetch tokens).
@@ -67,4 +69,6 @@ def resource_type(template: str) -> str:
 
 
 def _is_outcome(value: Any) -> bool:
+    if isinstance(value, Prefetched):
+        return value.resource_type == "OperationOutcome"
     return isinstance(value, dict) and value.get("resourceType") == "OperationOutcome"

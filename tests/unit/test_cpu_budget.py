@@ -66,3 +66,24 @@ def test_full_collections_are_timed_per_thread_by_the_injected_clock():
     timer("start", {"generation": 2})
     timer("stop", {"generation": 2})
     assert timer.spent() == pytest.approx(0.75)
+
+
+def test_the_default_clock_is_spent_by_the_calls_cpu_time_though_read_lazily():
+    """The default clock is not read until as much wall time has passed (a thread's CPU
+    time grows no faster): the budget is still spent when the CPU time is, never later."""
+    budget = Budget(0.05)
+    assert not budget.exhausted()
+    spin(0.06)
+    assert budget.exhausted()
+
+
+def test_an_injected_clock_is_read_at_every_look():
+    looks: list[int] = []
+
+    def clock() -> float:
+        looks.append(1)
+        return float(len(looks))
+
+    budget = Budget(2.5, clock)  # started at 1: spent at the third look after
+    assert [budget.exhausted() for _ in range(3)] == [False, False, True]
+    assert len(looks) == 4
