@@ -222,9 +222,9 @@ def run(
     with tempfile.TemporaryDirectory() as store_dir:
         sqlite = filled(f"sqlite:///{store_dir}/filled.sqlite3", patients, filled_cards)
         with gunicorn(sqlite) as server:
-            workers = server.workers()
             for body in (bodies, large):  # warm-up: every worker has answered both
                 load(server.port, HOOK, body, threads, max(threads * 10, patients), seconds)
+            workers = server.workers()  # after the warm-up: gunicorn forks them 0-0.1 s apart
             health, health_failed = load(server.port, "/healthz", None, threads, requests, seconds)
             small_rps, small_failed = load(server.port, HOOK, bodies, threads, requests, seconds)
             large_rps, large_failed = load(
